@@ -1,0 +1,99 @@
+"""Composition root: builds the engine, broadcaster, security services, schema
+and the Starlette app. Nothing else wires layers together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from broadcaster import Broadcast
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from veix.config import Settings, load_settings
+from veix.http.graphql import GraphQLEndpoint
+from veix.http.health import healthz, readyz_endpoint
+from veix.http.metrics import metrics_endpoint
+from veix.persistence.engine import make_engine
+from veix.persistence.migrate import migrate
+from veix.resolvers.services import Services
+from veix.schema import build_schema
+from veix.security import passwords
+from veix.security.authz import Authorizer
+from veix.security.tokens import TokenService
+
+log = logging.getLogger("veix")
+
+
+class Argon2Hasher:
+    """The domain's PasswordHasher port over security.passwords."""
+
+    def hash(self, plain: str) -> str:
+        return passwords.hash_password(plain)
+
+    def verify(self, stored_hash: str, plain: str) -> bool:
+        return passwords.verify_password(stored_hash, plain)
+
+    def dummy_verify(self, plain: str) -> None:
+        passwords.dummy_verify(plain)
+
+
+def build_services(settings: Settings, broadcast: Any = None) -> Services:
+    assert settings.secret_key is not None
+    return Services(
+        engine=make_engine(settings.database_url, pool_size=settings.db_pool_size),
+        authorizer=Authorizer.load(),
+        tokens=TokenService(settings.secret_key,
+                            access_ttl=timedelta(minutes=settings.access_token_minutes)),
+        hasher=Argon2Hasher(),
+        refresh_ttl_days=settings.refresh_token_days,
+        live_keys=settings.env == "production",
+        broadcast=broadcast,
+    )
+
+
+def create_app(settings: Settings | None = None, *, migrate_on_start: bool | None = None) -> Starlette:
+    settings = settings or load_settings()
+    broadcast = Broadcast(settings.broadcast_url)
+    services = build_services(settings, broadcast)
+    schema = build_schema(max_depth=settings.max_query_depth, max_tokens=settings.max_query_tokens)
+    should_migrate = settings.is_sqlite if migrate_on_start is None else migrate_on_start
+
+    async def broadcast_ping() -> None:
+        if settings.broadcast_url.startswith(("redis://", "rediss://")):
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(settings.broadcast_url)
+            try:
+                await client.ping()
+            finally:
+                await client.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if should_migrate:
+            await migrate(services.engine)
+        await broadcast.connect()
+        try:
+            yield
+        finally:
+            await broadcast.disconnect()
+            await services.engine.dispose()
+
+    endpoint = GraphQLEndpoint(schema, services)
+    app = Starlette(
+        routes=[
+            Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz_endpoint(services.engine, broadcast_ping)),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.settings = settings
+    app.state.schema = schema
+    return app

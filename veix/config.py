@@ -1,0 +1,89 @@
+"""One settings object, from ``VEIX_*`` environment variables (and ``.env``).
+
+In development, secrets that are not set are generated once into a git-ignored
+local file (``.veix-secrets.json``) with a warning, so the embedded default
+runs with no setup; in production the service refuses to start without them
+and says which are missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("veix.config")
+
+SECRET_NAMES = ("secret_key", "vault_key", "network_secret")
+
+
+class MissingSecrets(RuntimeError):
+    pass
+
+
+def _generate(name: str) -> str:
+    if name == "vault_key":
+        return "v1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if name == "network_secret":
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(48)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VEIX_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./veix.db"
+    broadcast_url: str = "memory://"
+    secret_key: str | None = None
+    vault_key: str | None = None
+    network_secret: str | None = None
+    secrets_file: Path = Path(".veix-secrets.json")
+    access_token_minutes: int = Field(15, ge=1, le=1440)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+    db_pool_size: int = Field(10, ge=1, le=200)
+    max_query_depth: int = Field(12, ge=2, le=50)
+    max_query_tokens: int = Field(2000, ge=50)
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_memory_broadcast(self) -> bool:
+        return self.broadcast_url.startswith("memory")
+
+    def with_secrets(self) -> Settings:
+        """Fill missing secrets (development) or refuse (production)."""
+        missing = [n for n in SECRET_NAMES if not getattr(self, n)]
+        if not missing:
+            return self
+        if self.env == "production":
+            names = ", ".join(f"VEIX_{n.upper()}" for n in missing)
+            raise MissingSecrets(f"production needs these secrets set: {names}")
+        stored: dict[str, str] = {}
+        if self.secrets_file.exists():
+            stored = json.loads(self.secrets_file.read_text())
+        generated = [n for n in missing if n not in stored]
+        for name in generated:
+            stored[name] = _generate(name)
+        if generated:
+            self.secrets_file.write_text(json.dumps(stored, indent=2))
+            os.chmod(self.secrets_file, 0o600)
+            log.warning(
+                "development secrets %s generated into %s (git-ignored); set VEIX_* in production",
+                ", ".join(generated), self.secrets_file,
+            )
+        return self.model_copy(update={n: stored[n] for n in missing})
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides).with_secrets()  # type: ignore[arg-type]

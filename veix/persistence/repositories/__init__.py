@@ -1,0 +1,1 @@
+"""Repositories implementing the domain's ports over one SQLAlchemy connection."""

@@ -1,0 +1,270 @@
+"""The schema, as SQLAlchemy Core tables (the hot paths use Core, not the ORM)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from veix.persistence.types import JSONType, MoneyType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(255)),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("step_up_secret", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+businesses = Table(
+    "businesses", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("tax_id", String(64)),
+    Column("registration_date", UTCDateTime, nullable=False),
+    Column("legal_address", JSONType, nullable=False),
+    Column("contact_info", JSONType, nullable=False),
+    Column("verification_status", String(16), nullable=False),
+    Column("compliance_status", JSONType, nullable=False),
+    Column("default_currency", String(3), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("invited_at", UTCDateTime, nullable=False),
+    Column("joined_at", UTCDateTime),
+    Column("invited_by", Uuid),
+    UniqueConstraint("business_id", "user_id", name="uq_memberships_business_user"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("prefix", String(32), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_by", Uuid),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id"), nullable=False, index=True),
+    Column("family_id", Uuid, nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+ledger_accounts = Table(
+    "ledger_accounts", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), index=True),
+    Column("code", String(128), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("allow_negative", Boolean, nullable=False),
+    Column("balance", MoneyType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+journal_entries = Table(
+    "journal_entries", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), index=True),
+    Column("kind", String(32), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("transaction_id", Uuid, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+postings = Table(
+    "postings", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("entry_id", Uuid, ForeignKey("journal_entries.id"), nullable=False, index=True),
+    Column("account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("amount", MoneyType, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("pending", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+transactions = Table(
+    "transactions", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("amount", MoneyType, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method", String(32)),
+    Column("gateway", String(16)),
+    Column("gateway_reference", String(128)),
+    Column("customer_id", String(128)),
+    Column("risk_score", Float, nullable=False, default=0.0),
+    Column("processing_fee", MoneyType, nullable=False),
+    Column("refunded_amount", MoneyType, nullable=False),
+    Column("error_code", String(64)),
+    Column("error_message", String(500)),
+    Column("idempotency_key", String(255)),
+    Column("metadata", JSONType, nullable=False),
+    Column("next_action", JSONType),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_transactions_business_created", "business_id", "created_at", "id"),
+)
+
+virtual_cards = Table(
+    "virtual_cards", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False),
+    Column("cardholder_id", Uuid, ForeignKey("users.id")),
+    Column("card_number_encrypted", LargeBinary, nullable=False),
+    Column("card_number_hash", String(64), nullable=False, unique=True),
+    Column("cvv_encrypted", LargeBinary, nullable=False),
+    Column("vault_key_id", String(32), nullable=False),
+    Column("public_token", String(64), nullable=False, unique=True),
+    Column("masked_number", String(32), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("expiry_date", Date, nullable=False),
+    Column("card_type", String(16), nullable=False),
+    Column("network", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("spending_limit", MoneyType),
+    Column("current_balance", MoneyType, nullable=False),
+    Column("merchant_lock", String(200)),
+    Column("metadata", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_virtual_cards_business_created", "business_id", "created_at", "id"),
+)
+
+card_controls = Table(
+    "card_controls", metadata,
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),
+    Column("allowed_merchant_categories", JSONType),
+    Column("blocked_merchant_categories", JSONType),
+    Column("allowed_countries", JSONType),
+    Column("blocked_countries", JSONType),
+    Column("max_transaction_amount", MoneyType),
+    Column("daily_limit", MoneyType),
+    Column("monthly_limit", MoneyType),
+    Column("allowed_days", JSONType),
+    Column("allowed_hours", JSONType),
+    Column("requires_approval", Boolean, nullable=False, default=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+card_transactions = Table(
+    "card_transactions", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), nullable=False),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False),
+    Column("transaction_id", Uuid, ForeignKey("transactions.id"), nullable=False),
+    Column("network_id", String(128), nullable=False, unique=True),
+    Column("merchant_name", String(200)),
+    Column("merchant_category_code", String(4)),
+    Column("merchant_country", String(2)),
+    Column("merchant_id", String(128)),
+    Column("original_amount", MoneyType, nullable=False),
+    Column("original_currency", String(3), nullable=False),
+    Column("billing_amount", MoneyType, nullable=False),
+    Column("billing_currency", String(3), nullable=False),
+    Column("exchange_rate", MoneyType),
+    Column("status", String(24), nullable=False),
+    Column("response_code", String(2), nullable=False),
+    Column("decline_reason", String(64)),
+    Column("risk_score", Float, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_card_transactions_card_created", "card_id", "created_at", "id"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("business_id", Uuid, index=True),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("dispatched_at", UTCDateTime, index=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("actor_type", String(16), nullable=False),
+    Column("actor_id", String(64)),
+    Column("business_id", Uuid, index=True),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64)),
+    Column("before", JSONType),
+    Column("after", JSONType),
+    Column("request_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("result_type", String(32)),
+    Column("result_id", Uuid),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

@@ -1,0 +1,74 @@
+"""DataLoaders for every relation: each batch is one SQL statement."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from veix.domain.business import Business
+from veix.domain.money import Money
+from veix.domain.team import Membership
+from veix.domain.users import User
+from veix.persistence import queries as q
+from veix.resolvers.context import Context
+from veix.resolvers.pagination import PageArgs
+
+
+def users(ctx: Context) -> DataLoader[uuid.UUID, User | None]:
+    async def batch(ids: list[uuid.UUID]) -> Sequence[User | None]:
+        found = await ctx.read(lambda c: q.users_by_ids(c, ids))
+        return [found.get(i) for i in ids]
+
+    return ctx.loader("users", batch)
+
+
+def businesses(ctx: Context) -> DataLoader[uuid.UUID, Business | None]:
+    async def batch(ids: list[uuid.UUID]) -> Sequence[Business | None]:
+        found = await ctx.read(lambda c: q.businesses_by_ids(c, ids))
+        return [found.get(i) for i in ids]
+
+    return ctx.loader("businesses", batch)
+
+
+def balances(ctx: Context) -> DataLoader[uuid.UUID, list[Money]]:
+    async def batch(ids: list[uuid.UUID]) -> Sequence[list[Money]]:
+        found = await ctx.read(lambda c: q.balances(c, ids))
+        return [found.get(i, []) for i in ids]
+
+    return ctx.loader("balances", batch)
+
+
+def member_counts(ctx: Context) -> DataLoader[uuid.UUID, int]:
+    async def batch(ids: list[uuid.UUID]) -> Sequence[int]:
+        found = await ctx.read(lambda c: q.member_counts(c, ids))
+        return [found[i] for i in ids]
+
+    return ctx.loader("member_counts", batch)
+
+
+def member_pages(ctx: Context) -> DataLoader[tuple[uuid.UUID, PageArgs], Any]:
+    """Key: (business id, page args). Keys sharing page args share one statement."""
+
+    async def batch(keys: list[tuple[uuid.UUID, PageArgs]]) -> Sequence[Any]:
+        by_args: dict[PageArgs, list[uuid.UUID]] = {}
+        for bid, args in keys:
+            by_args.setdefault(args, []).append(bid)
+        results: dict[tuple[uuid.UUID, PageArgs], tuple[list[Membership], bool]] = {}
+        for args, bids in by_args.items():
+            pages = await ctx.read(lambda c, a=args, b=bids: q.members_pages(c, b, a.first, a.after))
+            for bid in bids:
+                results[(bid, args)] = pages[bid]
+        return [results[k] for k in keys]
+
+    return ctx.loader("member_pages", batch)
+
+
+def memberships_of_user(ctx: Context) -> DataLoader[uuid.UUID, list[Membership]]:
+    async def batch(ids: list[uuid.UUID]) -> Sequence[list[Membership]]:
+        found = await ctx.read(lambda c: q.memberships_of_users(c, ids))
+        return [found.get(i, []) for i in ids]
+
+    return ctx.loader("memberships_of_user", batch)

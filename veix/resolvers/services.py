@@ -1,0 +1,22 @@
+"""What the composition root hands every request: built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from veix.security.authz import Authorizer
+from veix.security.tokens import TokenService
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: AsyncEngine
+    authorizer: Authorizer
+    tokens: TokenService
+    hasher: Any  # veix.domain.ports.PasswordHasher
+    refresh_ttl_days: int
+    live_keys: bool
+    broadcast: Any = None
