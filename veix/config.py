@@ -1,4 +1,4 @@
-"""One settings object, from ``VEIX_*`` environment variables (and ``.env``).
+"""One settings object, from ``VEIX_*`` environment variables.
 
 In development, secrets that are not set are generated once into a git-ignored
 local file (``.veix-secrets.json``) with a warning, so the embedded default
@@ -37,7 +37,7 @@ def _generate(name: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VEIX_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VEIX_", extra="ignore")
 
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./veix.db"

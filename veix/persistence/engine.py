@@ -24,7 +24,7 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(
-            url, echo=echo, pool_size=5, max_overflow=10, connect_args={"timeout": 30}
+            url, echo=echo, pool_size=5, max_overflow=20, pool_timeout=60, connect_args={"timeout": 30}
         )
         _configure_sqlite(engine)
         return engine

@@ -4,9 +4,10 @@ the one read connection every loader of the request shares."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -63,10 +64,18 @@ class Context:
             await self._conn.close()
             self._conn = None
 
-    def uow(self) -> SqlUnitOfWork:
+    @contextlib.asynccontextmanager
+    async def uow(self) -> AsyncIterator[SqlUnitOfWork]:
+        """A write transaction. The read connection is given back first, so a
+        request never holds two connections (the pool cannot be exhausted by
+        requests that each wait for a second one)."""
+        async with self._lock:
+            await self.close()
         actor = Actor(self.principal.kind, str(self.principal.id)) if self.principal else Actor(
             "anonymous", None)
-        return SqlUnitOfWork(self.services.engine, actor=actor, request_id=self.request_id)
+        async with SqlUnitOfWork(self.services.engine, actor=actor,
+                                 request_id=self.request_id) as uow:
+            yield uow
 
     def loader(self, name: str, batch: Callable[[list[K]], Awaitable[Sequence[T]]]) -> DataLoader[K, T]:
         existing = self.loaders.get(name)

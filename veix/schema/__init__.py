@@ -27,11 +27,11 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
         mutation=Mutation,
         types=[Business, Member, User, ApiKey, Transaction],
         extensions=[
-            MaxTokensLimiter(max_token_count=max_tokens),
-            ParserCache(maxsize=1000),
-            QueryDepthLimiter(max_depth=max_depth),
-            MaxAliasesLimiter(max_alias_count=30),
-            ValidationCache(maxsize=1000),
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
+            lambda: ParserCache(maxsize=1000),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: ValidationCache(maxsize=1000),
         ],
         config=StrawberryConfig(auto_camel_case=True),
     )
