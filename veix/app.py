@@ -4,6 +4,7 @@ and the Starlette app. Nothing else wires layers together."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -77,6 +78,11 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         if should_migrate:
             await migrate(services.engine)
         await broadcast.connect()
+        # Everything built so far lives as long as the process: move it out of
+        # the collector's generations so request garbage does not trigger full
+        # scans of it (measured: a third of a nested query's time went to GC).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -97,3 +103,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
     app.state.settings = settings
     app.state.schema = schema
     return app
+
+
+def app_factory() -> Starlette:
+    """Entry point for ``uvicorn --factory`` (``veix serve``): each worker process builds its app."""
+    return create_app(load_settings())

@@ -37,10 +37,13 @@ class Membership:
 def ensure_owner_remains(current_owner_count: int, member: Membership, new_role: Role | None) -> None:
     """Refuse removing or demoting the last owner of a business.
 
-    ``new_role`` None means the member is being removed. The caller holds a
+    ``current_owner_count`` counts owners who joined (a pending invitation
+    cannot run the business). ``new_role`` None means the member is being
+    removed. The caller holds a
     lock on the business so that two owners cannot demote each other at once.
     """
-    if member.role is Role.OWNER and new_role is not Role.OWNER and current_owner_count <= 1:
+    joined_owner = member.role is Role.OWNER and member.joined_at is not None
+    if joined_owner and new_role is not Role.OWNER and current_owner_count <= 1:
         raise Conflict(
             "A business must keep at least one owner: add another owner first",
             field=["role"] if new_role is not None else ["memberId"],

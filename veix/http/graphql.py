@@ -53,6 +53,10 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         out["extensions"] = {"code": code, "requestId": request_id}
     elif original is None:
         out["extensions"] = {"code": "GRAPHQL_VALIDATION_FAILED", "requestId": request_id}
+    elif isinstance(original, GraphQLError):
+        # A variable value that its type cannot coerce (e.g. Decimal "abc", Int "x"):
+        # graphql-core wraps the coercion error; it is the client's input, not a bug.
+        out["extensions"] = {"code": "INVALID_INPUT", "requestId": request_id}
     else:
         log.error("unexpected error in request %s", request_id, exc_info=original)
         out["message"] = f"Internal server error (request id {request_id})"

@@ -175,3 +175,9 @@ async def api_keys_by_ids(
 ) -> dict[uuid.UUID, ApiKey]:
     rows = await conn.execute(select(api_keys).where(api_keys.c.id.in_(set(ids))))
     return {r.id: m.api_key_from_row(r) for r in rows}
+
+
+async def api_keys_of_business(conn: AsyncConnection, business_id: uuid.UUID) -> list[ApiKey]:
+    stmt = (select(api_keys).where(api_keys.c.business_id == business_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id))
+    return [m.api_key_from_row(r) for r in await conn.execute(stmt)]

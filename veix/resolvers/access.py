@@ -90,6 +90,12 @@ async def create_api_key(ctx: Context, *, business_gid: str, name: str,
         from veix.domain.errors import Forbidden
 
         raise Forbidden("Only an owner can create an owner API key", field=["role"])
+    authz = ctx.services.authorizer
+    if not authz.permissions_of(role.value) <= authz.permissions_of(caller_role.value):
+        from veix.domain.errors import Forbidden
+
+        raise Forbidden(f"Your role ({caller_role.name}) cannot create a {role.name} API key: "
+                        "a key may not do more than its creator", field=["role"])
     generated = generate_api_key(ctx.services.live_keys)
     async with ctx.uow() as uow:
         key = await key_svc.create_api_key(
@@ -107,7 +113,13 @@ async def revoke_api_key(ctx: Context, *, key_gid: str) -> ApiKey:
         key = await key_svc.get_api_key(uow, key_id)
         if await ctx.role_in(key.business_id) is None:
             raise NotFound("API key not found", field=["id"])
-        await ctx.require(key.business_id, "api_keys:manage", field=["id"])
+        caller_role = await ctx.require(key.business_id, "api_keys:manage", field=["id"])
+        authz = ctx.services.authorizer
+        if not authz.permissions_of(key.role.value) <= authz.permissions_of(caller_role.value):
+            from veix.domain.errors import Forbidden
+
+            raise Forbidden(f"Your role ({caller_role.name}) cannot revoke a {key.role.name} "
+                            "API key", field=["id"])
         key = await key_svc.revoke_api_key(uow, key=key, now=utcnow())
         await uow.commit()
     return key

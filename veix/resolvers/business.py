@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from veix.domain.api_keys import ApiKey
 from veix.domain.business import Business, BusinessType
 from veix.domain.errors import InvalidInput, NotFound
 from veix.domain.events import utcnow
@@ -218,3 +219,34 @@ async def get_transaction(ctx: Context, txn_gid: str) -> Transaction | None:
         return None
     await ctx.require(txn.business_id, "transactions:read", field=["id"])
     return txn
+
+
+async def get_member(ctx: Context, member_gid: str) -> Membership | None:
+    try:
+        member_id = from_global_id(member_gid, "Member", field=["id"])
+    except NotFound:
+        return None
+    found = await ctx.read(lambda c: q.memberships_by_ids(c, [member_id]))
+    member = found.get(member_id)
+    if member is None or await ctx.role_in(member.business_id) is None:
+        return None
+    await ctx.require(member.business_id, "members:read", field=["id"])
+    return member
+
+
+async def get_api_key(ctx: Context, key_gid: str) -> ApiKey | None:
+    try:
+        key_id = from_global_id(key_gid, "ApiKey", field=["id"])
+    except NotFound:
+        return None
+    found = await ctx.read(lambda c: q.api_keys_by_ids(c, [key_id]))
+    key = found.get(key_id)
+    if key is None or await ctx.role_in(key.business_id) is None:
+        return None
+    await ctx.require(key.business_id, "api_keys:read", field=["id"])
+    return key
+
+
+async def list_api_keys(ctx: Context, business_id: uuid.UUID) -> list[ApiKey]:
+    await ctx.require(business_id, "api_keys:read", field=["apiKeys"])
+    return await ctx.read(lambda c: q.api_keys_of_business(c, business_id))

@@ -56,7 +56,12 @@ class Context:
         """Run a read on the request's connection (serialised: one driver connection)."""
         async with self._lock:
             if self._conn is None:
-                self._conn = await self.services.engine.connect()
+                conn = await self.services.engine.connect()
+                if conn.dialect.name == "postgresql":
+                    # Reads need no transaction: autocommit saves the BEGIN and
+                    # ROLLBACK round trips on every request.
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._conn = conn
             return await fn(self._conn)
 
     async def close(self) -> None:
@@ -161,12 +166,25 @@ async def authenticate(ctx: Context, authorization: str | None) -> None:
                 await c.commit()
             await ctx.read(touch)
         return
-    try:
-        claims = ctx.services.tokens.decode_access(token)
-    except Unauthenticated as exc:
-        ctx.auth_error = exc.message
-        return
+    claims = _verified_tokens.get(token)
+    if claims is None or claims.expires_at <= utcnow():
+        try:
+            claims = ctx.services.tokens.decode_access(token)
+        except Unauthenticated as exc:
+            _verified_tokens.pop(token, None)
+            ctx.auth_error = exc.message
+            return
+        if len(_verified_tokens) >= _TOKEN_CACHE_SIZE:
+            _verified_tokens.pop(next(iter(_verified_tokens)))
+        _verified_tokens[token] = claims
     ctx.principal = Principal("user", claims.user_id, claims=claims)
+
+
+# Verifying a JWT costs more than the rest of a small query. A token that
+# verified once stays valid until its expiry (checked on every use), so the
+# claims are kept per token string, oldest evicted first.
+_TOKEN_CACHE_SIZE = 10_000
+_verified_tokens: dict[str, AccessClaims] = {}
 
 
 def membership_visible(ctx_roles: dict[uuid.UUID, Role], member: Membership) -> bool:

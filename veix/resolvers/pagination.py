@@ -32,7 +32,10 @@ def decode_cursor(value: str | None) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode((value + "=" * (-len(value) % 4)).encode()).decode()
         at, _, ident = raw.partition("|")
-        return Cursor(datetime.fromisoformat(at), uuid.UUID(ident))
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("naive cursor time")  # ours always carry an offset
+        return Cursor(moment, uuid.UUID(ident))
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("Malformed cursor", field=["after"]) from None
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
 
 from veix.schema.mutations import Mutation
@@ -22,6 +23,10 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
     depth, token and alias limits reject abusive documents before execution."""
     from veix.http.graphql import QuietSchema
 
+    # The rule classes are built once: ValidationCache keys on the rules, so a
+    # limiter re-created per request (QueryDepthLimiter makes a new class in
+    # its __init__) would make every validation a cache miss.
+    rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(30)]
     return QuietSchema(
         query=Query,
         mutation=Mutation,
@@ -29,8 +34,7 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=1000),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=1000),
         ],
         config=StrawberryConfig(auto_camel_case=True),

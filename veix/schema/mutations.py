@@ -183,18 +183,18 @@ class Mutation:
     @strawberry.mutation(description="Invite a person to the team with a role.")
     async def invite_member(self, info: Info[Context, None], input: InviteMemberInput) -> MemberPayload:
         m, errs = await attempt(lambda: biz.invite_member(info.context, input))
-        return MemberPayload(member=Member.of(m) if m else None, user_errors=_errors(errs))
+        return MemberPayload(member=Member.of(m, ctx=info.context) if m else None, user_errors=_errors(errs))
 
     @strawberry.mutation(description="Change a member's role; the last owner cannot be demoted.")
     async def change_member_role(self, info: Info[Context, None], member_id: strawberry.ID,
                                  role: Role) -> MemberPayload:
         m, errs = await attempt(lambda: biz.change_member_role(info.context, member_id, role))
-        return MemberPayload(member=Member.of(m) if m else None, user_errors=_errors(errs))
+        return MemberPayload(member=Member.of(m, ctx=info.context) if m else None, user_errors=_errors(errs))
 
     @strawberry.mutation(description="Remove a member; the last owner cannot be removed.")
     async def remove_member(self, info: Info[Context, None], member_id: strawberry.ID) -> MemberPayload:
         m, errs = await attempt(lambda: biz.remove_member(info.context, member_id))
-        return MemberPayload(member=Member.of(m) if m else None, user_errors=_errors(errs))
+        return MemberPayload(member=Member.of(m, ctx=info.context) if m else None, user_errors=_errors(errs))
 
     @strawberry.mutation(description="Fund a business (sandbox); idempotent by idempotencyKey.")
     async def fund_business(self, info: Info[Context, None], input: FundBusinessInput) -> PaymentPayload:

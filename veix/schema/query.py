@@ -12,9 +12,11 @@ from veix.resolvers.context import Context
 from veix.resolvers.ids import parse_global_id
 from veix.resolvers.pagination import Cursor
 from veix.schema.types.business import (
+    ApiKey,
     Business,
     BusinessConnection,
     BusinessEdge,
+    Member,
     Transaction,
     User,
 )
@@ -40,7 +42,13 @@ class Query:
                 u = await loaders.users(ctx).load(raw)
                 return User.of(u) if u else None
             return None
-        if type_name in {"Member", "ApiKey", "Card", "CardTransaction"}:
+        if type_name == "Member":
+            m = await biz.get_member(ctx, id)
+            return Member.of(m, ctx=ctx) if m else None
+        if type_name == "ApiKey":
+            k = await biz.get_api_key(ctx, id)
+            return ApiKey.of(k) if k else None
+        if type_name in {"Card", "CardTransaction"}:
             return None
         raise InvalidInput(f"Unknown ID type {type_name!r}")
 

@@ -74,3 +74,8 @@ def test_the_last_owner_can_be_neither_demoted_nor_removed():
 def test_an_owner_can_be_demoted_when_another_owner_remains():
     ensure_owner_remains(2, _member(Role.OWNER), Role.ADMIN)
     ensure_owner_remains(1, _member(Role.ADMIN), None)
+
+
+def test_a_pending_owner_invitation_can_be_withdrawn_by_the_only_owner():
+    pending = Membership(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), Role.OWNER, NOW, None, None)
+    ensure_owner_remains(1, pending, None)

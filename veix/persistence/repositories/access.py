@@ -70,8 +70,10 @@ class SqlMembershipRepository(_Repo):
         await self.conn.execute(delete(memberships).where(memberships.c.id == membership.id))
 
     async def count_owners(self, business_id: uuid.UUID) -> int:
+        # Only owners who joined: a pending invitation cannot run the business.
         stmt = select(func.count()).where(
-            memberships.c.business_id == business_id, memberships.c.role == Role.OWNER.value
+            memberships.c.business_id == business_id, memberships.c.role == Role.OWNER.value,
+            memberships.c.joined_at.is_not(None),
         )
         return int((await self.conn.execute(stmt)).scalar_one())
 

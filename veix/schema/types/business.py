@@ -105,22 +105,38 @@ class Membership:
 
 @strawberry.type(description="A member of a business's team.")
 class Member(Node):
-    id: strawberry.ID = strawberry.field(description="Global ID.")
     role: Role = strawberry.field(description="Role in the business.")
     invited_at: datetime = strawberry.field(description="When the member was invited (UTC).")
     joined_at: datetime | None = strawberry.field(
         description="When the member joined; null while the invitee has not signed up.")
+    raw_id: strawberry.Private[uuid.UUID]
     user_id: strawberry.Private[uuid.UUID]
     business_id: strawberry.Private[uuid.UUID]
+    # Set by the members connection, which loads a page's users in one batch,
+    # so that `user` resolves synchronously instead of one await per member.
+    prefetched_user: strawberry.Private[d_users.User | None] = None
+    # Without a prefetched user, `user` loads it through the request's loader.
+    ctx: strawberry.Private[Context | None] = None
 
     @classmethod
-    def of(cls, m: d_team.Membership) -> Member:
-        return cls(id=gid("Member", m.id), role=m.role, invited_at=m.invited_at,
-                   joined_at=m.joined_at, user_id=m.user_id, business_id=m.business_id)
+    def of(cls, m: d_team.Membership, user: d_users.User | None = None, *,
+           ctx: Context | None = None) -> Member:
+        return cls(role=m.role, invited_at=m.invited_at, joined_at=m.joined_at, raw_id=m.id,
+                   user_id=m.user_id, business_id=m.business_id, prefetched_user=user, ctx=ctx)
+
+    @strawberry.field(description="Global ID.")
+    def id(self) -> strawberry.ID:
+        return gid("Member", self.raw_id)
 
     @strawberry.field(description="The person.")
-    async def user(self, info: Info[Context, None]) -> User:
-        u = await loaders.users(info.context).load(self.user_id)
+    def user(self) -> User:  # or an awaitable of one; no `info`: argument handling costs
+        if self.prefetched_user is not None:
+            return User.of(self.prefetched_user)
+        assert self.ctx is not None, "Member built without a prefetched user or a context"
+        return self._load_user(self.ctx)  # type: ignore[return-value]
+
+    async def _load_user(self, ctx: Context) -> User:
+        u = await loaders.users(ctx).load(self.user_id)
         if u is None:
             raise NotFound("User not found")
         return User.of(u)
@@ -129,7 +145,11 @@ class Member(Node):
 @strawberry.type(description="An edge of a member connection.")
 class MemberEdge:
     node: Member = strawberry.field(description="The member.")
-    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    invited_at: strawberry.Private[datetime]
+
+    @strawberry.field(description="Opaque cursor of this edge.")
+    def cursor(self) -> str:
+        return Cursor(self.invited_at, self.node.raw_id).encode()
 
 
 @strawberry.type(description="A page of members.")
@@ -279,15 +299,25 @@ class Business(Node):
         await ctx.require(self.raw_id, "members:read", field=["members"])
         args = PageArgs.of(first, after)
         items, has_next = await loaders.member_pages(ctx).load((self.raw_id, args))
-        edges = [MemberEdge(node=Member.of(m), cursor=Cursor(m.invited_at, m.id).encode())
-                 for m in items]
+        users: list[d_users.User | None] = [None] * len(items)
+        if _selects(info, "edges", "node", "user"):
+            # One batch for the users of every business's page in this request.
+            users = await loaders.users(ctx).load_many([m.user_id for m in items])
+        edges = [MemberEdge(node=Member.of(m, u, ctx=ctx), invited_at=m.invited_at)
+                 for m, u in zip(items, users, strict=True)]
         return MemberConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=has_next, has_previous_page=args.after is not None,
-                               start_cursor=edges[0].cursor if edges else None,
-                               end_cursor=edges[-1].cursor if edges else None),
+                               start_cursor=edges[0].cursor() if edges else None,
+                               end_cursor=edges[-1].cursor() if edges else None),
             business_id=self.raw_id,
         )
+
+    @strawberry.field(description="API keys of the business (prefix only; secrets are never shown again).")
+    async def api_keys(self, info: Info[Context, None]) -> list[ApiKey]:
+        from veix.resolvers.business import list_api_keys
+
+        return [ApiKey.of(k) for k in await list_api_keys(info.context, self.raw_id)]
 
     @strawberry.field(description="Money movements of the business, oldest first.")
     async def transactions(self, info: Info[Context, None], first: int | None = None,
@@ -320,3 +350,15 @@ class BusinessConnection:
     edges: list[BusinessEdge] = strawberry.field(description="The businesses of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination information.")
     total_count: int = strawberry.field(description="Number of businesses you can see.")
+
+
+def _selects(info: Info[Context, None], *path: str) -> bool:
+    """Whether the client's selection under this field includes ``path``."""
+    level = info.selected_fields
+    for name in path:
+        found = [f for sel in level for f in getattr(sel, "selections", [])
+                 if getattr(f, "name", None) == name]
+        if not found:
+            return False
+        level = found
+    return True
