@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser(
-        "worker", help="run background jobs",
+        "worker", help="run background jobs (purge expired idempotency keys; outbox dispatcher to come)",
         description="Run background jobs until SIGTERM or SIGINT: every --interval seconds, purge "
         "expired idempotency keys. The outbox dispatcher (live events and outbound webhooks) "
         "will join this loop in a later issue.",

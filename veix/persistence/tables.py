@@ -226,7 +226,53 @@ card_transactions = Table(
     Column("risk_score", Float, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Added with the cards issue (migration 0002):
+    Column("kind", String(24), nullable=False, server_default="purchase"),
+    Column("parent_id", Uuid),  # incremental authorizations extend this one
+    Column("approved_amount", MoneyType, nullable=False, server_default="0"),
+    Column("held_amount", MoneyType, nullable=False, server_default="0"),
+    Column("cleared_amount", MoneyType, nullable=False, server_default="0"),
+    Column("released_amount", MoneyType, nullable=False, server_default="0"),
+    Column("spend_day", String(10)),  # the business-local day/month the spend counted in
+    Column("spend_month", String(7)),
+    Column("hold_expires_at", UTCDateTime),
+    Column("approval_expires_at", UTCDateTime),
+    Column("decided_by", Uuid),
+    Column("risk_reasons", JSONType),
     Index("ix_card_transactions_card_created", "card_id", "created_at", "id"),
+    Index("ix_card_transactions_hold_expiry", "status", "hold_expires_at"),
+)
+
+# Spend per card and business-local period ("D2026-11-26", "M2026-11"), kept in
+# the authorization transaction so limits are checked without summing history.
+card_spend = Table(
+    "card_spend", metadata,
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),
+    Column("period", String(12), primary_key=True),
+    Column("amount", MoneyType, nullable=False),
+)
+
+# Answers to signed network requests, by webhook-id: a repeat gets the original.
+network_messages = Table(
+    "network_messages", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+fraud_alerts = Table(
+    "fraud_alerts", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False, index=True),
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id")),
+    Column("transaction_id", Uuid, ForeignKey("transactions.id")),
+    Column("card_transaction_id", Uuid),
+    Column("risk_score", Float, nullable=False),
+    Column("reasons", JSONType, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 outbox = Table(
