@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from broadcaster import Broadcast
@@ -15,16 +18,24 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from veix.config import Settings, load_settings
+from veix.domain.cards import CardNetwork, validate_bin
+from veix.domain.fx import DEFAULT_RATES, TableRates
+from veix.domain.risk import RiskPolicy, RulesScorer
+from veix.domain.services.authorize import AuthorizationConfig
+from veix.domain.services.cards import IssuingConfig
 from veix.http.graphql import GraphQLEndpoint
 from veix.http.health import healthz, readyz_endpoint
 from veix.http.metrics import metrics_endpoint
+from veix.http.network import network_routes
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
 from veix.resolvers.services import Services
 from veix.schema import build_schema
 from veix.security import passwords
 from veix.security.authz import Authorizer
+from veix.security.card_vault import VaultCardStore
 from veix.security.tokens import TokenService
+from veix.security.vault import Vault
 
 log = logging.getLogger("veix")
 
@@ -42,6 +53,27 @@ class Argon2Hasher:
         passwords.dummy_verify(plain)
 
 
+def build_card_parts(settings: Settings) -> dict[str, Any]:
+    """Vault, issuing and authorization configuration from the settings."""
+    assert settings.vault_key is not None and settings.secret_key is not None
+    bins = {CardNetwork.VISA: validate_bin(CardNetwork.VISA, settings.visa_bin),
+            CardNetwork.MASTERCARD: validate_bin(CardNetwork.MASTERCARD, settings.mastercard_bin)}
+    dcvv_secret = hmac.new(settings.secret_key.encode(), b"veix-dynamic-cvv", hashlib.sha256).digest()
+    return {
+        "vault": VaultCardStore(Vault.from_setting(settings.vault_key)),
+        "issuing": IssuingConfig(bins=bins, expiry_years=settings.card_expiry_years),
+        "auth_config": AuthorizationConfig(
+            hold_days=settings.hold_days, approval_window=timedelta(hours=settings.approval_window_hours),
+            max_authorizations_per_hour=settings.max_authorizations_per_hour, dcvv_secret=dcvv_secret,
+            dcvv_window_seconds=settings.dcvv_window_seconds,
+            overclear_tolerance=Decimal(settings.overclear_tolerance),
+            policy=RiskPolicy(settings.risk_review_threshold, settings.risk_decline_threshold)),
+        "scorer": RulesScorer(),
+        "rates": TableRates.from_setting(settings.fx_rates) if settings.fx_rates else DEFAULT_RATES,
+        "network_secret": settings.network_secret or "",
+    }
+
+
 def build_services(settings: Settings, broadcast: Any = None) -> Services:
     assert settings.secret_key is not None
     return Services(
@@ -53,6 +85,7 @@ def build_services(settings: Settings, broadcast: Any = None) -> Services:
         refresh_ttl_days=settings.refresh_token_days,
         live_keys=settings.env == "production",
         broadcast=broadcast,
+        **build_card_parts(settings),
     )
 
 
@@ -96,6 +129,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             Route("/healthz", healthz),
             Route("/readyz", readyz_endpoint(services.engine, broadcast_ping)),
             Route("/metrics", metrics_endpoint),
+            *network_routes(services),
         ],
         lifespan=lifespan,
     )

@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(12, ge=2, le=50)
     max_query_tokens: int = Field(2000, ge=50)
     log_level: str = "INFO"
+    # Cards (the cards issue). BINs must lie in their network's ISO/IEC 7812 range.
+    visa_bin: str = "424242"
+    mastercard_bin: str = "532610"
+    card_expiry_years: int = Field(3, ge=1, le=10)
+    hold_days: int = Field(7, ge=1, le=60)
+    approval_window_hours: int = Field(24, ge=1, le=168)
+    max_authorizations_per_hour: int = Field(60, ge=1)
+    overclear_tolerance: str = "0.20"
+    dcvv_window_seconds: int = Field(300, ge=30, le=3600)
+    fx_rates: str = ""  # "EUR/USD=1.0802,GBP/USD=1.2710"; empty = built-in development table
+    risk_review_threshold: float = Field(0.5, ge=0, le=1)
+    risk_decline_threshold: float = Field(0.8, ge=0, le=1)
 
     @property
     def is_sqlite(self) -> bool:

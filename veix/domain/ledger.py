@@ -22,6 +22,9 @@ from veix.domain.money import Money, parse_amount
 class AccountKind(str, Enum):
     BUSINESS_AVAILABLE = "business_available"
     FUNDING_SOURCE = "funding_source"
+    CARD_PREPAID = "card_prepaid"
+    BUSINESS_HOLDS = "business_holds"
+    CARD_SETTLEMENT = "card_settlement"
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,3 +108,23 @@ class PasswordHasher(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+# ---------------------------------------------------------------- cards
+
+class SealedCard(Protocol):
+    key_id: str
+    pan_blob: bytes
+    cvv_blob: bytes
+    lookup_hash: str
+    masked_number: str
+    last4: str
+
+
+class CardVault(Protocol):
+    """Keeps PAN and CVV encrypted; the only way back is ``open``, used by the
+    audited reveal path and by the network authorization (to check a CVV)."""
+
+    def seal(self, card_id: uuid.UUID, pan: str, cvv: str) -> SealedCard: ...
+    def open(self, card_id: uuid.UUID, key_id: str, pan_blob: bytes, cvv_blob: bytes) -> tuple[str, str]: ...
+    def lookup_hash(self, pan: str) -> str: ...

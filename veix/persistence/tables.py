@@ -233,8 +233,8 @@ card_transactions = Table(
     Column("held_amount", MoneyType, nullable=False, server_default="0"),
     Column("cleared_amount", MoneyType, nullable=False, server_default="0"),
     Column("released_amount", MoneyType, nullable=False, server_default="0"),
-    Column("spend_day", String(10)),  # the business-local day/month the spend counted in
-    Column("spend_month", String(7)),
+    Column("spend_day", String(12)),  # the business-local day/month the spend counted in
+    Column("spend_month", String(12)),
     Column("hold_expires_at", UTCDateTime),
     Column("approval_expires_at", UTCDateTime),
     Column("decided_by", Uuid),

@@ -26,7 +26,9 @@ from veix.persistence.repositories.access import (
     SqlRefreshTokenRepository,
     SqlUserRepository,
 )
+from veix.persistence.repositories.authorizations import SqlAuthorizationStore
 from veix.persistence.repositories.business import SqlBusinessRepository
+from veix.persistence.repositories.cards import SqlCardRepository
 from veix.persistence.repositories.ledger import SqlLedgerRepository
 from veix.persistence.repositories.transactions import (
     SqlIdempotencyStore,
@@ -77,6 +79,8 @@ class SqlUnitOfWork:
         self.ledger = SqlLedgerRepository(conn, fu)
         self.transactions = SqlTransactionRepository(conn)
         self.idempotency = SqlIdempotencyStore(conn)
+        self.cards = SqlCardRepository(conn, fu)
+        self.authorizations = SqlAuthorizationStore(conn)
         return self
 
     async def __aexit__(

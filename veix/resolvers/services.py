@@ -20,3 +20,9 @@ class Services:
     refresh_ttl_days: int
     live_keys: bool
     broadcast: Any = None
+    vault: Any = None  # veix.security.card_vault.VaultCardStore (the domain's CardVault port)
+    issuing: Any = None  # veix.domain.services.cards.IssuingConfig
+    auth_config: Any = None  # veix.domain.services.authorize.AuthorizationConfig
+    scorer: Any = None  # veix.domain.risk.RiskScorer
+    rates: Any = None  # veix.domain.fx.ExchangeRateProvider
+    network_secret: str = ""

@@ -76,8 +76,8 @@ class Vault:
                 raise ValueError(f"lookup_secret must be at least {MIN_LOOKUP_SECRET_BYTES} bytes")
             lookup_key = lookup_secret
         else:
-            oldest = keys[-1][1]
-            lookup_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=LOOKUP_INFO).derive(oldest)
+            hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=LOOKUP_INFO)
+            lookup_key = hkdf.derive(keys[-1][1])  # the oldest key: stable across rotation
         self._ciphers = ciphers
         self._current = keys[0][0]
         self._lookup_key = lookup_key
@@ -137,7 +137,7 @@ class Vault:
         try:
             plaintext = cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
         except InvalidTag:
-            raise VaultError("vault ciphertext failed authentication (tampered, or wrong key or aad)") from None
+            raise VaultError("vault ciphertext failed authentication (tampered, wrong key or aad)") from None
         return plaintext.decode("utf-8")
 
     def rotate(self, key_id: str, blob: bytes, *, aad: bytes) -> tuple[str, bytes]:

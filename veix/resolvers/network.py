@@ -1,0 +1,190 @@
+"""Card network messages (authorizations, clearings, reversals): parsing and the
+use cases, shared by the signed HTTP endpoints and the sandbox mutation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from veix.domain.authorization import KINDS, AuthRequest, AuthResult, money_text
+from veix.domain.cards import luhn_valid
+from veix.domain.countries import parse_country
+from veix.domain.errors import InvalidInput
+from veix.domain.events import utcnow
+from veix.domain.money import parse_amount, parse_currency
+from veix.domain.services import authorize as auth_svc
+from veix.domain.services import settlement
+from veix.persistence.tables import network_messages
+from veix.persistence.uow import Actor, SqlUnitOfWork
+from veix.resolvers.services import Services
+
+NETWORK = Actor("network", None)
+
+
+def _text(raw: Mapping[str, Any], key: str, *, max_len: int, required: bool = True,
+          prefix: str = "") -> str | None:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{prefix}{key} is required", field=[prefix + key])
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_len:
+        raise InvalidInput(f"{prefix}{key} must be a non-empty string of at most {max_len} characters",
+                           field=[prefix + key])
+    return value.strip()
+
+
+def _when(raw: Mapping[str, Any], key: str = "at") -> datetime:
+    value = raw.get(key)
+    if value is None:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{key} must be an ISO 8601 time", field=[key]) from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{key} must carry a time zone (e.g. Z)", field=[key])
+    return moment.astimezone(UTC)
+
+
+def _amount(raw: Mapping[str, Any], currency: str, *, required: bool = True) -> Decimal | None:
+    value = raw.get("amount")
+    if value is None:
+        if required:
+            raise InvalidInput("amount is required", field=["amount"])
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidInput("amount is a decimal string such as \"42.50\"", field=["amount"])
+    amount = parse_amount(value, currency)
+    if amount < 0:
+        raise InvalidInput("amount cannot be negative", field=["amount"])
+    return amount
+
+
+def parse_authorization(raw: object) -> AuthRequest:
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("The body must be a JSON object")
+    network_id = _text(raw, "id", max_len=128)
+    currency = parse_currency(raw.get("currency"))
+    kind = raw.get("kind", "purchase")
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {sorted(KINDS)}", field=["kind"])
+    amount = _amount(raw, currency)
+    assert amount is not None
+    if amount == 0 and kind != "balance_inquiry":
+        raise InvalidInput("amount must be greater than zero", field=["amount"])
+    pan = _text(raw, "pan", max_len=19, required=False)
+    token = _text(raw, "card_token", max_len=64, required=False)
+    if (pan is None) == (token is None):
+        raise InvalidInput("Give exactly one of pan and card_token", field=["pan"])
+    if pan is not None and not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_valid(pan)):
+        raise InvalidInput("pan is not a valid card number (digits, Luhn check)", field=["pan"])
+    expiry = _text(raw, "expiry", max_len=7, required=False)
+    if expiry is not None and not (len(expiry) == 7 and expiry[4] == "-" and expiry[:4].isdigit()
+                                   and expiry[5:].isdigit() and 1 <= int(expiry[5:]) <= 12):
+        raise InvalidInput("expiry must be YYYY-MM", field=["expiry"])
+    cvv = _text(raw, "cvv", max_len=4, required=False)
+    if cvv is not None and not (cvv.isdigit() and len(cvv) in (3, 4)):
+        raise InvalidInput("cvv must be 3 or 4 digits", field=["cvv"])
+    merchant = raw.get("merchant")
+    if not isinstance(merchant, Mapping):
+        raise InvalidInput("merchant is required: {name, mcc, country, id}", field=["merchant"])
+    mcc = merchant.get("mcc")
+    if not isinstance(mcc, str) or len(mcc) != 4 or not mcc.isdigit():
+        raise InvalidInput("merchant.mcc must be 4 digits", field=["merchant.mcc"])
+    original_id = _text(raw, "original_id", max_len=128, required=kind == "incremental")
+    return AuthRequest(
+        network_id=network_id or "", amount=amount, currency=currency,
+        merchant_name=_text(merchant, "name", max_len=200, prefix="merchant.") or "",
+        mcc=mcc, merchant_country=parse_country(merchant.get("country"), field=["merchant.country"]),
+        merchant_id=_text(merchant, "id", max_len=128, required=False, prefix="merchant."),
+        at=_when(raw), kind=kind, pan=pan, card_token=token, expiry=expiry, cvv=cvv,
+        original_id=original_id)
+
+
+async def run_authorization(services: Services, req: AuthRequest, *, actor: Actor = NETWORK,
+                            request_id: str | None = None) -> AuthResult:
+    """The decision in one transaction; a concurrent duplicate of the same
+    network id loses the unique-key race and then reads the winner's answer."""
+    for attempt in range(2):
+        try:
+            async with SqlUnitOfWork(services.engine, actor=actor, request_id=request_id) as uow:
+                result = await auth_svc.authorize(uow, services.vault, services.scorer, services.rates,
+                                                  services.auth_config, req, now=utcnow())
+                await uow.commit()
+                return result
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def run_clearing(services: Services, raw: object) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("The body must be a JSON object")
+    clearing_id = _text(raw, "id", max_len=128) or ""
+    authorization_id = _text(raw, "authorization_id", max_len=128) or ""
+    currency = parse_currency(raw.get("currency"))
+    amount = _amount(raw, currency)
+    assert amount is not None
+    final = raw.get("final", True)
+    if not isinstance(final, bool):
+        raise InvalidInput("final must be true or false", field=["final"])
+    now = utcnow()
+    async with SqlUnitOfWork(services.engine, actor=NETWORK) as uow:
+        auth = await settlement.clear(uow, services.auth_config, clearing_id=clearing_id,
+                                      authorization_id=authorization_id, amount=amount,
+                                      currency=currency, final=final, now=now)
+        await uow.commit()
+    return {"id": clearing_id, "authorization_id": authorization_id, "status": auth.status.name.lower(),
+            "cleared_amount": money_text(auth.cleared_amount, auth.billing_currency),
+            "held_amount": money_text(auth.held_amount, auth.billing_currency),
+            "billing_currency": auth.billing_currency}
+
+
+async def run_reversal(services: Services, raw: object) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("The body must be a JSON object")
+    reversal_id = _text(raw, "id", max_len=128) or ""
+    authorization_id = _text(raw, "authorization_id", max_len=128) or ""
+    currency = parse_currency(raw["currency"]) if raw.get("currency") is not None else None
+    amount = None
+    if raw.get("amount") is not None:
+        async with SqlUnitOfWork(services.engine) as peek:
+            found = await peek.authorizations.find(authorization_id)
+        amount = _amount(raw, currency or (found.billing_currency if found else "USD"))
+    now = utcnow()
+    async with SqlUnitOfWork(services.engine, actor=NETWORK) as uow:
+        auth = await settlement.reverse(uow, reversal_id=reversal_id, authorization_id=authorization_id,
+                                        amount=amount, currency=currency, now=now)
+        await uow.commit()
+    return {"id": reversal_id, "authorization_id": authorization_id, "status": auth.status.name.lower(),
+            "released_amount": money_text(auth.released_amount, auth.billing_currency),
+            "held_amount": money_text(auth.held_amount, auth.billing_currency),
+            "billing_currency": auth.billing_currency}
+
+
+async def stored_answer(services: Services, message_id: str) -> tuple[int, dict[str, Any]] | None:
+    async with services.engine.connect() as conn:
+        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
+                                  .where(network_messages.c.id == message_id))).first()
+    return (row.status_code, row.response) if row else None
+
+
+async def store_answer(services: Services, message_id: str, endpoint: str, status: int,
+                       response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Keep the answer for a repeated webhook-id; the first stored answer wins."""
+    async with services.engine.begin() as conn:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        await conn.execute(insert(network_messages).values(
+            id=message_id, endpoint=endpoint, status_code=status, response=response,
+            created_at=utcnow()).on_conflict_do_nothing(index_elements=["id"]))
+        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
+                                  .where(network_messages.c.id == message_id))).one()
+    return row.status_code, row.response
