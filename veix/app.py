@@ -111,6 +111,10 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         if should_migrate:
             await migrate(services.engine)
         await broadcast.connect()
+        if not settings.is_sqlite:
+            from veix.persistence.fast_pg import create_pool
+
+            services.fast_pool = await create_pool(settings.database_url, size=settings.db_pool_size)
         # Everything built so far lives as long as the process: move it out of
         # the collector's generations so request garbage does not trigger full
         # scans of it (measured: a third of a nested query's time went to GC).
@@ -119,6 +123,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         try:
             yield
         finally:
+            if services.fast_pool is not None:
+                await services.fast_pool.close()
             await broadcast.disconnect()
             await services.engine.dispose()
 
@@ -129,7 +135,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             Route("/healthz", healthz),
             Route("/readyz", readyz_endpoint(services.engine, broadcast_ping)),
             Route("/metrics", metrics_endpoint),
-            *network_routes(services),
+            *network_routes(services, fast=not settings.is_sqlite),
         ],
         lifespan=lifespan,
     )

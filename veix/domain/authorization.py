@@ -56,7 +56,7 @@ class AuthRequest:
 
     @property
     def merchant_key(self) -> str:
-        return (self.merchant_id or self.merchant_name).strip().casefold()
+        return (self.merchant_id or self.merchant_name).strip().lower()
 
 
 @dataclass(slots=True)

@@ -109,9 +109,15 @@ def parse_authorization(raw: object) -> AuthRequest:
 
 
 async def run_authorization(services: Services, req: AuthRequest, *, actor: Actor = NETWORK,
-                            request_id: str | None = None) -> AuthResult:
+                            request_id: str | None = None, message_id: str | None = None) -> AuthResult:
     """The decision in one transaction; a concurrent duplicate of the same
-    network id loses the unique-key race and then reads the winner's answer."""
+    network id loses the unique-key race and then reads the winner's answer.
+
+    With ``message_id`` (the webhook-id), the answer is stored in the same
+    transaction; if that webhook-id was answered before, that answer wins and
+    this attempt rolls back (``StoredAnswer`` is raised carrying it)."""
+    if services.fast_pool is not None:
+        return await _run_fast(services, req, message_id)
     for attempt in range(2):
         try:
             async with SqlUnitOfWork(services.engine, actor=actor, request_id=request_id) as uow:
@@ -120,6 +126,36 @@ async def run_authorization(services: Services, req: AuthRequest, *, actor: Acto
                 await uow.commit()
                 return result
         except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+class StoredAnswer(Exception):
+    def __init__(self, status: int, response: dict[str, Any]) -> None:
+        super().__init__("webhook-id answered before")
+        self.status, self.response = status, response
+
+
+async def _run_fast(services: Services, req: AuthRequest, message_id: str | None) -> AuthResult:
+    from asyncpg.exceptions import UniqueViolationError
+
+    from veix.persistence.fast_pg import PgAuthorizationUnitOfWork
+
+    for attempt in range(2):
+        try:
+            async with PgAuthorizationUnitOfWork(services.fast_pool) as uow:
+                now = utcnow()
+                result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
+                                                  services.rates, services.auth_config, req, now=now)
+                if message_id is not None and not await uow.store_answer(
+                        message_id, "authorizations", result.to_json(), now):
+                    previous = await stored_answer(services, message_id)
+                    assert previous is not None
+                    raise StoredAnswer(*previous)
+                await uow.commit()
+                return result
+        except UniqueViolationError:
             if attempt:
                 raise
     raise AssertionError("unreachable")

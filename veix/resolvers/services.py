@@ -11,7 +11,7 @@ from veix.security.authz import Authorizer
 from veix.security.tokens import TokenService
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
     engine: AsyncEngine
     authorizer: Authorizer
@@ -26,3 +26,4 @@ class Services:
     scorer: Any = None  # veix.domain.risk.RiskScorer
     rates: Any = None  # veix.domain.fx.ExchangeRateProvider
     network_secret: str = ""
+    fast_pool: Any = None  # asyncpg pool for the authorization hot path (PostgreSQL only)

@@ -169,8 +169,8 @@ async def authorize(
     if refusal is None:
         refusal = check_merchant(ac.controls, req.mcc, req.merchant_country) or check_time(ac.controls, local)
     if refusal is None and card.merchant_lock is not None:
-        lock = card.merchant_lock.strip().casefold()
-        if lock not in {req.merchant_key, req.merchant_name.strip().casefold()}:
+        lock = card.merchant_lock.strip().lower()
+        if lock not in {req.merchant_key, req.merchant_name.strip().lower()}:
             refusal = ("62", "merchant_not_allowed")
     spent = await store.spend(card.id, [day, month])
     if refusal is None:

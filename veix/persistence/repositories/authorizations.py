@@ -155,7 +155,7 @@ class SqlAuthorizationStore:
         amounts = [r.billing_amount for r in rows]
         recent_1h = [r for r in rows if r.created_at >= hour]
         recent_10m = [r for r in recent_1h if r.created_at >= ten]
-        seen = any((r.merchant_id or r.merchant_name or "").strip().casefold() == merchant_key for r in rows)
+        seen = any((r.merchant_id or r.merchant_name or "").strip().lower() == merchant_key for r in rows)
         count_1h = len(recent_1h)
         return CardHistory(
             count_10m=len(recent_10m), amount_10m=sum((r.billing_amount for r in recent_10m), Decimal(0)),
@@ -200,7 +200,7 @@ class SqlAuthorizationStore:
         ).order_by(ct.c.created_at)
         for row in await self.conn.execute(stmt):
             auth = auth_from_row(row)
-            key = (auth.merchant_id or auth.merchant_name or "").strip().casefold()
+            key = (auth.merchant_id or auth.merchant_name or "").strip().lower()
             if key == merchant_key and amount <= auth.billing_amount:
                 return auth
         return None
