@@ -105,10 +105,17 @@ FOR UPDATE OF c
 
 
 class PgAuthorizationStore:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, uow: PgAuthorizationUnitOfWork, *, assume_new: bool) -> None:
         self.conn = conn
+        self.uow = uow
+        # First attempt: skip the lookup by network id; a duplicate fails on the
+        # unique index at commit and the retry (assume_new=False) finds it.
+        self.assume_new = assume_new
 
     async def find(self, network_id: str) -> StoredAuth | None:
+        if self.assume_new:
+            self.assume_new = False  # only the request's own id, looked up first
+            return None
         r = await self.conn.fetchrow(
             f"SELECT {AUTH_COLUMNS} FROM card_transactions WHERE network_id = $1 FOR UPDATE", network_id)
         return _auth(r) if r else None
@@ -154,12 +161,9 @@ class PgAuthorizationStore:
         return {r["period"]: r["amount"] for r in rows}
 
     async def add_spend(self, card_id: uuid.UUID, deltas: dict[str, Decimal]) -> None:
-        periods, amounts = list(deltas), list(deltas.values())
-        await self.conn.execute(
-            "INSERT INTO card_spend (card_id, period, amount) "
-            "SELECT $1, p, a FROM unnest($2::text[], $3::numeric[]) AS t(p, a) "
-            "ON CONFLICT (card_id, period) DO UPDATE SET amount = card_spend.amount + EXCLUDED.amount",
-            card_id, periods, amounts)
+        for period, delta in deltas.items():
+            key = (card_id, period)
+            self.uow.deferred_spend[key] = self.uow.deferred_spend.get(key, Decimal(0)) + delta
 
     async def history(self, card_id: uuid.UUID, now: datetime, merchant_key: str) -> CardHistory:
         r = await self.conn.fetchrow(
@@ -180,21 +184,39 @@ class PgAuthorizationStore:
                            history_count=r["n"], history_mean=Decimal(r["mean"]).quantize(Decimal("0.000001")),
                            history_max=r["mx"], seen_merchant=r["seen"])
 
+    async def features(self, card_id: uuid.UUID, periods: list[str], now: datetime, merchant_key: str,
+                       account_code: str) -> tuple[dict[str, Decimal], CardHistory, Decimal]:
+        r = await self.conn.fetchrow(
+            """SELECT (SELECT coalesce(jsonb_object_agg(period, amount::text), '{}'::jsonb) FROM card_spend
+                       WHERE card_id = $1 AND period = ANY($6::text[])) AS spend,
+                      (SELECT balance FROM ledger_accounts WHERE code = $7) AS balance,
+                      h.*
+               FROM (SELECT count(*) FILTER (WHERE created_at >= $3) AS c10,
+                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $3), 0) AS a10,
+                      count(*) FILTER (WHERE created_at >= $4) AS c1h,
+                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $4), 0) AS a1h,
+                      count(*) AS n, coalesce(avg(billing_amount), 0) AS mean,
+                      coalesce(max(billing_amount), 0) AS mx,
+                      coalesce(bool_or(lower(btrim(coalesce(merchant_id, merchant_name, ''))) = $5), false) AS seen
+                     FROM card_transactions
+                     WHERE card_id = $1 AND response_code = '00' AND kind IN ('purchase', 'incremental')
+                       AND created_at >= $2) h""",
+            card_id, now - timedelta(days=HISTORY_DAYS), now - timedelta(minutes=10),
+            now - timedelta(hours=1), merchant_key, periods, account_code)
+        assert r is not None
+        spend = {k: Decimal(v) for k, v in (r["spend"] or {}).items()}
+        history = CardHistory(
+            count_10m=r["c10"], amount_10m=r["a10"], count_1h=r["c1h"], amount_1h=r["a1h"],
+            history_count=r["n"], history_mean=Decimal(r["mean"]).quantize(Decimal("0.000001")),
+            history_max=r["mx"], seen_merchant=r["seen"])
+        return spend, history, r["balance"] if r["balance"] is not None else Decimal(0)
+
     async def balance(self, account_code: str) -> Decimal:
         v = await self.conn.fetchval("SELECT balance FROM ledger_accounts WHERE code = $1", account_code)
         return v if v is not None else Decimal(0)
 
     async def insert(self, auth: StoredAuth, txn: Transaction) -> None:
-        placeholders = ", ".join(f"${i}" for i in range(1, _AUTH_N + 1))
-        await self.conn.execute(
-            "INSERT INTO transactions (id, business_id, type, status, amount, currency, payment_method, "
-            "risk_score, processing_fee, refunded_amount, error_code, error_message, metadata, created_at, "
-            "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11, $12, $13)",
-            txn.id, txn.business_id, txn.type.value, txn.status.value, txn.amount, txn.currency,
-            txn.payment_method, txn.risk_score, txn.error_code, txn.error_message, txn.metadata,
-            txn.created_at, txn.updated_at)
-        await self.conn.execute(f"INSERT INTO card_transactions ({AUTH_COLUMNS}) VALUES ({placeholders})",
-                                *_auth_args(auth))
+        self.uow.deferred_rows.append((auth, txn))  # written at commit, in one statement
 
     async def update(self, auth: StoredAuth, txn_status: TransactionStatus | None = None) -> None:
         cols = [c.strip() for c in AUTH_COLUMNS.split(",")][1:]
@@ -206,11 +228,7 @@ class PgAuthorizationStore:
 
     async def add_alert(self, auth: StoredAuth, assessment: RiskAssessment, action: str) -> uuid.UUID:
         alert_id = uuid.uuid4()
-        await self.conn.execute(
-            "INSERT INTO fraud_alerts (id, business_id, card_id, transaction_id, card_transaction_id, "
-            "risk_score, reasons, action, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            alert_id, auth.business_id, auth.card_id, auth.transaction_id, auth.id, assessment.score,
-            list(assessment.reasons), action, auth.created_at)
+        self.uow.deferred_alerts.append((alert_id, auth, assessment, action))
         return alert_id
 
     async def approved_retry(self, card_id: uuid.UUID, merchant_key: str, amount: Decimal,
@@ -224,12 +242,16 @@ class PgAuthorizationStore:
 
 
 class PgLedger:
-    """Posts an entry with one conditional UPDATE per account: PostgreSQL checks
-    the non-negative rule on the locked row, so concurrent entries cannot
-    overdraw (the same rule as veix.domain.ledger.apply_posting)."""
+    """Debits of accounts that must not go negative are applied at once with a
+    conditional UPDATE (PostgreSQL checks the rule on the locked row, so
+    concurrent entries cannot overdraw: the rule of
+    veix.domain.ledger.apply_posting). Credits, and accounts allowed to go
+    negative, cannot break the rule: they are upserted at commit together with
+    the entry and its postings, in the same statement as the other writes."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, uow: PgAuthorizationUnitOfWork) -> None:
+        self.uow = uow
+        self.conn = uow.conn
 
     async def post(self, entry: JournalEntry) -> None:
         by_code: dict[str, Decimal] = {}
@@ -237,35 +259,17 @@ class PgLedger:
         for line in entry.lines:
             by_code[line.account.code] = by_code.get(line.account.code, Decimal(0)) + line.amount
             refs[line.account.code] = line.account
-        ids: dict[str, uuid.UUID] = {}
-        for code in sorted(by_code):  # fixed lock order: no deadlocks between entries
-            ref = refs[code]
-            row = await self.conn.fetchrow(
-                "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 "
-                "WHERE code = $1 RETURNING id, balance, allow_negative", code, by_code[code], entry.occurred_at)
-            if row is None:
-                await self.conn.execute(
-                    "INSERT INTO ledger_accounts (id, business_id, code, kind, currency, allow_negative, balance, "
-                    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT (code) DO NOTHING",
-                    uuid.uuid4(), ref.business_id, code, ref.kind.value, ref.currency, ref.allow_negative,
-                    entry.occurred_at)
-                row = await self.conn.fetchrow(
+        for code in sorted(by_code):  # fixed lock order, as the Core ledger: no deadlocks
+            ref, amount = refs[code], by_code[code]
+            if amount < 0 and not ref.allow_negative:
+                ok = await self.conn.fetchval(
                     "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 "
-                    "WHERE code = $1 RETURNING id, balance, allow_negative", code, by_code[code],
-                    entry.occurred_at)
-            assert row is not None
-            if not row["allow_negative"] and row["balance"] < 0:
-                raise InsufficientFunds("Insufficient funds for this movement")
-            ids[code] = row["id"]
-        await self.conn.execute(
-            "WITH e AS (INSERT INTO journal_entries (id, business_id, kind, description, transaction_id, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)) "
-            "INSERT INTO postings (id, entry_id, account_id, amount, currency, pending, created_at) "
-            "SELECT pid, $1, aid, amt, cur, false, $6 FROM unnest($7::uuid[], $8::uuid[], $9::numeric[], $10::text[]) "
-            "AS t(pid, aid, amt, cur)",
-            entry.id, entry.business_id, entry.kind, entry.description, entry.transaction_id, entry.occurred_at,
-            [uuid.uuid4() for _ in entry.lines], [ids[line.account.code] for line in entry.lines],
-            [line.amount for line in entry.lines], [line.account.currency for line in entry.lines])
+                    "WHERE code = $1 AND balance + $2 >= 0 RETURNING true", code, amount, entry.occurred_at)
+                if not ok:
+                    raise InsufficientFunds("Insufficient funds for this movement")
+            else:
+                self.uow.deferred_accounts.append((ref, amount, entry.occurred_at))
+        self.uow.deferred_entries.append(entry)
 
 
 class PgCards:
@@ -279,19 +283,29 @@ class PgCards:
 
 
 class PgAuthorizationUnitOfWork:
-    """The slice of the unit of work the authorization decision uses."""
+    """The slice of the unit of work the authorization decision uses. Reads
+    and the balance-checking debit run at once; every other write is kept and
+    sent at commit as ONE statement (data-modifying CTEs), so an approval costs
+    BEGIN, card, features, debit, writes, COMMIT: six round trips."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False) -> None:
         self.pool = pool
+        self.assume_new = assume_new
         self._events: list[DomainEvent] = []
+        self.deferred_rows: list[tuple[StoredAuth, Transaction]] = []
+        self.deferred_spend: dict[tuple[uuid.UUID, str], Decimal] = {}
+        self.deferred_alerts: list[tuple[uuid.UUID, StoredAuth, RiskAssessment, str]] = []
+        self.deferred_accounts: list[tuple[Any, Decimal, datetime]] = []
+        self.deferred_entries: list[JournalEntry] = []
+        self.answer: tuple[str, str, dict[str, Any], datetime] | None = None
 
     async def __aenter__(self) -> PgAuthorizationUnitOfWork:
-        self._conn = await self.pool.acquire()
-        self._tx = self._conn.transaction()
+        self.conn = await self.pool.acquire()
+        self._tx = self.conn.transaction()
         await self._tx.start()
-        self.authorizations = PgAuthorizationStore(self._conn)
-        self.ledger = PgLedger(self._conn)
-        self.cards = PgCards(self._conn)
+        self.authorizations = PgAuthorizationStore(self.conn, self, assume_new=self.assume_new)
+        self.ledger = PgLedger(self)
+        self.cards = PgCards(self.conn)
         self._done = False
         return self
 
@@ -301,7 +315,7 @@ class PgAuthorizationUnitOfWork:
             if not self._done:
                 await self._tx.rollback()
         finally:
-            await self.pool.release(self._conn)
+            await self.pool.release(self.conn)
 
     def emit(self, event: DomainEvent) -> None:
         self._events.append(event)
@@ -309,19 +323,99 @@ class PgAuthorizationUnitOfWork:
     def audit(self, *args: Any, **kwargs: Any) -> None:  # network messages are not user mutations
         return None
 
-    async def commit(self) -> None:
-        if self._events:
-            await self._conn.executemany(
-                "INSERT INTO outbox (id, business_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-                [(e.id, e.business_id, e.type, e.payload, e.occurred_at) for e in self._events])
-            self._events.clear()
+    def store_answer(self, message_id: str, endpoint: str, response: dict[str, Any], now: datetime) -> None:
+        """Keep the answer to a webhook-id with the writes; see ``commit``."""
+        self.answer = (message_id, endpoint, response, now)
+
+    async def commit(self) -> bool:
+        """Write everything and commit. False (and nothing written) when the
+        webhook-id given to ``store_answer`` was answered before."""
+        sql, args = self._writes_statement()
+        if sql:
+            answered = await self.conn.fetchval(sql, *args)
+            if self.answer is not None and not answered:
+                return False
         await self._tx.commit()
         self._done = True
+        return True
 
-    async def store_answer(self, message_id: str, endpoint: str, response: dict[str, Any], now: datetime) -> bool:
-        """Record the answer to a webhook-id in this transaction; False if one exists."""
-        v = await self._conn.fetchval(
-            "INSERT INTO network_messages (id, endpoint, status_code, response, created_at) "
-            "VALUES ($1, $2, 200, $3, $4) ON CONFLICT (id) DO NOTHING RETURNING id",
-            message_id, endpoint, response, now)
-        return v is not None
+    def _writes_statement(self) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if self.deferred_rows:
+            txns = [t for _, t in self.deferred_rows]
+            parts.append(
+                "t AS (INSERT INTO transactions (id, business_id, type, status, amount, currency, payment_method, "
+                "risk_score, processing_fee, refunded_amount, error_code, error_message, metadata, created_at, "
+                "updated_at) SELECT * FROM unnest("
+                f"{arg([t.id for t in txns])}::uuid[], {arg([t.business_id for t in txns])}::uuid[], "
+                f"{arg([t.type.value for t in txns])}::text[], {arg([t.status.value for t in txns])}::text[], "
+                f"{arg([t.amount for t in txns])}::numeric[], {arg([t.currency for t in txns])}::text[], "
+                f"{arg([t.payment_method for t in txns])}::text[], {arg([t.risk_score for t in txns])}::float8[], "
+                f"{arg([t.processing_fee for t in txns])}::numeric[], "
+                f"{arg([t.refunded_amount for t in txns])}::numeric[], "
+                f"{arg([t.error_code for t in txns])}::text[], {arg([t.error_message for t in txns])}::text[], "
+                f"{arg([t.metadata for t in txns])}::jsonb[], {arg([t.created_at for t in txns])}::timestamptz[], "
+                f"{arg([t.updated_at for t in txns])}::timestamptz[]))")
+            for i, (auth, _) in enumerate(self.deferred_rows):
+                values = ", ".join(arg(v) for v in _auth_args(auth))
+                parts.append(f"ct{i} AS (INSERT INTO card_transactions ({AUTH_COLUMNS}) VALUES ({values}))")
+        for i, (ref, amount, at) in enumerate(self.deferred_accounts):
+            parts.append(
+                f"la{i} AS (INSERT INTO ledger_accounts (id, business_id, code, kind, currency, allow_negative, "
+                f"balance, created_at, updated_at) VALUES ({arg(uuid.uuid4())}, {arg(ref.business_id)}, "
+                f"{arg(ref.code)}, {arg(ref.kind.value)}, {arg(ref.currency)}, {arg(ref.allow_negative)}, "
+                f"{arg(amount)}, {arg(at)}, {arg(at)}) ON CONFLICT (code) DO UPDATE SET "
+                "balance = ledger_accounts.balance + EXCLUDED.balance, updated_at = EXCLUDED.updated_at "
+                "RETURNING id, code)")
+        for i, e in enumerate(self.deferred_entries):
+            parts.append(
+                f"je{i} AS (INSERT INTO journal_entries (id, business_id, kind, description, transaction_id, "
+                f"created_at) VALUES ({arg(e.id)}, {arg(e.business_id)}, {arg(e.kind)}, {arg(e.description)}, "
+                f"{arg(e.transaction_id)}, {arg(e.occurred_at)}))")
+            accounts = " UNION ALL ".join(f"SELECT id, code FROM la{j}" for j in range(len(self.deferred_accounts)))
+            lookup = f"coalesce((SELECT id FROM ({accounts}) x WHERE x.code = p.code LIMIT 1), " \
+                "(SELECT id FROM ledger_accounts a WHERE a.code = p.code))" if accounts else \
+                "(SELECT id FROM ledger_accounts a WHERE a.code = p.code)"
+            parts.append(
+                f"po{i} AS (INSERT INTO postings (id, entry_id, account_id, amount, currency, pending, created_at) "
+                f"SELECT gen_random_uuid(), {arg(e.id)}, {lookup}, p.amount, p.currency, false, {arg(e.occurred_at)} "
+                f"FROM unnest({arg([ln.account.code for ln in e.lines])}::text[], "
+                f"{arg([ln.amount for ln in e.lines])}::numeric[], "
+                f"{arg([ln.account.currency for ln in e.lines])}::text[]) AS p(code, amount, currency))")
+        if self.deferred_spend:
+            keys = list(self.deferred_spend)
+            parts.append(
+                "sp AS (INSERT INTO card_spend (card_id, period, amount) SELECT * FROM unnest("
+                f"{arg([k[0] for k in keys])}::uuid[], {arg([k[1] for k in keys])}::text[], "
+                f"{arg([self.deferred_spend[k] for k in keys])}::numeric[]) "
+                "ON CONFLICT (card_id, period) DO UPDATE SET amount = card_spend.amount + EXCLUDED.amount)")
+        for i, (alert_id, auth, assessment, action) in enumerate(self.deferred_alerts):
+            parts.append(
+                f"fa{i} AS (INSERT INTO fraud_alerts (id, business_id, card_id, transaction_id, card_transaction_id, "
+                f"risk_score, reasons, action, created_at) VALUES ({arg(alert_id)}, {arg(auth.business_id)}, "
+                f"{arg(auth.card_id)}, {arg(auth.transaction_id)}, {arg(auth.id)}, {arg(assessment.score)}, "
+                f"{arg(list(assessment.reasons))}, {arg(action)}, {arg(auth.created_at)}))")
+        if self._events:
+            ev = self._events
+            parts.append(
+                "ob AS (INSERT INTO outbox (id, business_id, event_type, payload, created_at) SELECT * FROM unnest("
+                f"{arg([e.id for e in ev])}::uuid[], {arg([e.business_id for e in ev])}::uuid[], "
+                f"{arg([e.type for e in ev])}::text[], {arg([e.payload for e in ev])}::jsonb[], "
+                f"{arg([e.occurred_at for e in ev])}::timestamptz[]))")
+        final = "SELECT true"
+        if self.answer is not None:
+            message_id, endpoint, response, at = self.answer
+            parts.append(
+                "nm AS (INSERT INTO network_messages (id, endpoint, status_code, response, created_at) VALUES "
+                f"({arg(message_id)}, {arg(endpoint)}, 200, {arg(response)}, {arg(at)}) "
+                "ON CONFLICT (id) DO NOTHING RETURNING true AS inserted)")
+            final = "SELECT coalesce((SELECT inserted FROM nm), false)"
+        if not parts:
+            return "", []
+        return "WITH " + ", ".join(parts) + " " + final, args

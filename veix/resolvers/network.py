@@ -144,16 +144,16 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
 
     for attempt in range(2):
         try:
-            async with PgAuthorizationUnitOfWork(services.fast_pool) as uow:
+            async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=attempt == 0) as uow:
                 now = utcnow()
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
                                                   services.rates, services.auth_config, req, now=now)
-                if message_id is not None and not await uow.store_answer(
-                        message_id, "authorizations", result.to_json(), now):
-                    previous = await stored_answer(services, message_id)
+                if message_id is not None:
+                    uow.store_answer(message_id, "authorizations", result.to_json(), now)
+                if not await uow.commit():
+                    previous = await stored_answer(services, message_id or "")
                     assert previous is not None
                     raise StoredAnswer(*previous)
-                await uow.commit()
                 return result
         except UniqueViolationError:
             if attempt:

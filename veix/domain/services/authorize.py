@@ -64,6 +64,8 @@ class AuthorizationStore(Protocol):
     async def spend(self, card_id: uuid.UUID, periods: list[str]) -> dict[str, Decimal]: ...
     async def add_spend(self, card_id: uuid.UUID, deltas: dict[str, Decimal]) -> None: ...
     async def history(self, card_id: uuid.UUID, now: datetime, merchant_key: str) -> CardHistory: ...
+    async def features(self, card_id: uuid.UUID, periods: list[str], now: datetime, merchant_key: str,
+                       account_code: str) -> tuple[dict[str, Decimal], CardHistory, Decimal]: ...
     async def balance(self, account_code: str) -> Decimal: ...
     async def insert(self, auth: StoredAuth, txn: Transaction) -> None: ...
     async def update(self, auth: StoredAuth, txn_status: TransactionStatus | None = None) -> None: ...
@@ -172,20 +174,22 @@ async def authorize(
         lock = card.merchant_lock.strip().lower()
         if lock not in {req.merchant_key, req.merchant_name.strip().lower()}:
             refusal = ("62", "merchant_not_allowed")
-    spent = await store.spend(card.id, [day, month])
+    account = funding_account(card)
+    history = CardHistory()
     if refusal is None:
+        # Spend counters, risk history and the funding balance in one read.
+        spent, history, balance = await store.features(card.id, [day, month], now, req.merchant_key,
+                                                       account.code)
         total = billing + (parent.billing_amount if parent else Decimal(0))
         refusal = check_amounts(ac.controls, billing, transaction_total=total,
                                 spent_today=spent.get(day, Decimal(0)),
                                 spent_month=spent.get(month, Decimal(0)),
                                 spending_limit=card.spending_limit if card.type is not CardType.PREPAID
                                 else None)
-    history = await store.history(card.id, now, req.merchant_key)
-    if refusal is None and history.count_1h >= cfg.max_authorizations_per_hour:
-        refusal = ("65", "frequency_limit_exceeded")
-    account = funding_account(card)
-    if refusal is None and await store.balance(account.code) < billing:
-        refusal = ("51", "insufficient_funds")
+        if refusal is None and history.count_1h >= cfg.max_authorizations_per_hour:
+            refusal = ("65", "frequency_limit_exceeded")
+        if refusal is None and balance < billing:
+            refusal = ("51", "insufficient_funds")
     assessment = RiskAssessment(0.0, ())
     action = "approve"
     if refusal is None:

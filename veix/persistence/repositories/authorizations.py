@@ -164,6 +164,11 @@ class SqlAuthorizationStore:
             history_mean=(sum(amounts, Decimal(0)) / len(amounts)) if amounts else Decimal(0),
             history_max=max(amounts, default=Decimal(0)), seen_merchant=seen)
 
+    async def features(self, card_id: uuid.UUID, periods: list[str], now: datetime, merchant_key: str,
+                       account_code: str) -> tuple[dict[str, Decimal], CardHistory, Decimal]:
+        return (await self.spend(card_id, periods), await self.history(card_id, now, merchant_key),
+                await self.balance(account_code))
+
     async def balance(self, account_code: str) -> Decimal:
         row = (await self.conn.execute(select(ledger_accounts.c.balance).where(
             ledger_accounts.c.code == account_code))).first()
