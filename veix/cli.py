@@ -1,13 +1,18 @@
-"""The ``veix`` command: serve, worker, migrate, demo, audit/ledger verification, schema export.
+"""The ``veix`` command: serve, worker, jobs, migrate, demo, audit/ledger verification,
+schema export, vault key rotation, and the card network simulator and benchmark.
 
 Exit status: 0 on success, 1 when a verification finds a problem (or the
-database cannot be used), 2 when the command refuses to run (bad arguments,
-missing production secrets, an unsafe configuration).
+database cannot be used, or a job or benchmark failed), 2 when the command
+refuses to run (bad arguments, missing production secrets, an unsafe
+configuration).
 
-Only ``serve``, ``worker`` and ``demo`` need the application secrets (and so
-refuse to run in production without them); ``migrate``, the verifications and
-``export-schema`` use none, so a migration job or an operator's shell does not
-need the signing and vault keys.
+Only ``serve``, ``worker``, ``demo``, ``vault rotate`` and ``bench setup-cards``
+need the application secrets (and so refuse to run in production without
+them); ``migrate``, ``jobs run-once``, the verifications and ``export-schema``
+use none, so a migration job or an operator's shell does not need the signing
+and vault keys. ``network simulate`` and ``bench authorize`` need only the
+network secret, which they never generate: a fresh one could not match the
+server's.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -300,25 +305,50 @@ async def purge_expired_idempotency_keys(engine: AsyncEngine, now: datetime) -> 
     return int(result.rowcount or 0)
 
 
-async def _work(settings: Settings, interval: float) -> None:
+Job = Callable[[datetime], Awaitable[int]]
+JOB_MESSAGES = {
+    "idempotency": "purged {} expired idempotency key(s)",
+    "holds": "released {} expired card hold(s)",
+    "cards": "expired {} card(s) past their expiry date",
+}
+
+
+def background_jobs(engine: AsyncEngine, batch: int) -> dict[str, Job]:
+    """The worker's jobs by name; each takes the current time and returns how many items it handled."""
+    from veix.persistence.jobs import expire_cards, expire_holds
+
+    return {
+        "idempotency": lambda now: purge_expired_idempotency_keys(engine, now),
+        "holds": lambda now: expire_holds(engine, now, batch),
+        # Card expiry dates are compared with the UTC day, as the authorization path does.
+        "cards": lambda now: expire_cards(engine, now.astimezone(UTC).date(), now=now, batch=batch),
+    }
+
+
+async def _work(settings: Settings, interval: float, batch: int) -> None:
     engine = make_engine(settings.database_url, pool_size=2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = (signal.SIGTERM, signal.SIGINT)
     for sig in handled:
         loop.add_signal_handler(sig, stop.set)
+    jobs = background_jobs(engine, batch)
     try:
         if settings.is_sqlite:
             await migrate(engine)
-        log.info("worker started: purging expired idempotency keys every %gs", interval)
+        log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
+                 "card holds and expiring cards", interval)
         while not stop.is_set():
-            try:
-                purged = await purge_expired_idempotency_keys(engine, utcnow())
-            except (SQLAlchemyError, OSError):
-                log.exception("purging idempotency keys failed; retrying in %gs", interval)
-            else:
-                log.log(logging.INFO if purged else logging.DEBUG,
-                        "purged %d expired idempotency key(s)", purged)
+            for name, job in jobs.items():
+                if stop.is_set():
+                    break
+                try:
+                    count = await job(utcnow())
+                except (SQLAlchemyError, OSError):
+                    # One failing job (e.g. the database away) must not stop the others or the loop.
+                    log.exception("job %s failed; retrying in %gs", name, interval)
+                else:
+                    log.log(logging.INFO if count else logging.DEBUG, JOB_MESSAGES[name].format(count))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
@@ -332,10 +362,326 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(with_secrets=True)
     if not args.interval > 0:
         raise CliError("veix worker: --interval must be a positive number of seconds")
+    if args.batch < 1:
+        raise CliError("veix worker: --batch must be at least 1")
     try:
-        asyncio.run(_work(settings, args.interval))
+        asyncio.run(_work(settings, args.interval, args.batch))
     except (SQLAlchemyError, OSError) as exc:
         raise CliError(f"veix worker: database error on {_safe_url(settings)}: {exc}", 1) from None
+    return 0
+
+
+# ------------------------------------------------------------------ jobs
+def _aware_time(text: str) -> datetime:
+    """``--now``: an ISO 8601 time with a zone (``2099-01-01T00:00:00Z``)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. a trailing Z")
+    return moment.astimezone(UTC)
+
+
+def cmd_jobs_run_once(args: argparse.Namespace) -> int:
+    settings = _settings(with_secrets=False)
+    if args.batch < 1:
+        raise CliError("veix jobs run-once: --batch must be at least 1")
+    now = args.now or utcnow()
+
+    async def work(engine: AsyncEngine) -> dict[str, int]:
+        if settings.is_sqlite:
+            await migrate(engine)
+        return {name: await job(now) for name, job in background_jobs(engine, args.batch).items()}
+
+    counts = _with_engine(settings, work)
+    for name, count in counts.items():
+        print(JOB_MESSAGES[name].format(count))
+    return 0
+
+
+# ------------------------------------------------------------------ vault
+def cmd_vault_rotate(args: argparse.Namespace) -> int:
+    from veix.persistence.jobs import rotate_vault
+    from veix.security.card_vault import VaultCardStore
+    from veix.security.vault import Vault
+
+    settings = _settings(with_secrets=True)
+    if args.batch < 1:
+        raise CliError("veix vault rotate: --batch must be at least 1")
+    assert settings.vault_key is not None
+    try:
+        store = VaultCardStore(Vault.from_setting(settings.vault_key))
+    except ValueError as exc:
+        raise CliError(f"veix vault rotate: VEIX_VAULT_KEY is invalid: {exc}") from None
+    report = _with_engine(settings, lambda engine: rotate_vault(engine, store, batch=args.batch))
+    current = store.vault.current_key_id
+    print(f"vault key {current}: re-encrypted {report.cards} card(s) and "
+          f"{report.step_up_secrets} step-up secret(s)")
+    if report.skipped_step_up:
+        print(f"note: {report.skipped_step_up} step-up secret(s) skipped: not stored as "
+              "\"<key id>:<base64>\" under a configured vault key, so not vault-encrypted here")
+    for failure in report.failed:
+        print(f"failed: {failure}")
+    if report.remaining:
+        print(f"{report.remaining} row(s) still under an old key (locked during every pass): run again")
+    return 1 if report.failed or report.remaining else 0
+
+
+# ------------------------------------------------------------------ network simulator and benchmark
+BENCH_EMAIL = "bench-owner@veix.dev"
+BENCH_ADDRESS = {"line1": "Benchstraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+BENCH_CONTACT = {"email": "ops@bench.veix.dev", "phone": "+493012345678"}
+
+
+def _network_secret(args: argparse.Namespace) -> str:
+    """``--secret``, else VEIX_NETWORK_SECRET, else the one in the secrets file; never a new one."""
+    from veix.security.signatures import sign
+
+    secret = args.secret
+    if not secret:
+        settings = _settings(with_secrets=False)
+        secret = settings.network_secret
+        if not secret and settings.secrets_file.exists():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                secret = json.loads(settings.secrets_file.read_text()).get("network_secret")
+    if not secret:
+        raise CliError("veix: no network secret: set VEIX_NETWORK_SECRET (or --secret), or run where "
+                       "the server's secrets file is (VEIX_SECRETS_FILE)")
+    try:
+        sign(secret, "probe", 0, b"")
+    except ValueError as exc:
+        raise CliError(f"veix: the network secret is invalid: {exc}") from None
+    return str(secret)
+
+
+def _load_cards(path: Path) -> list[Any]:
+    from veix.simulator import CardRef
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"veix: no cards file {path}: create one with `veix bench setup-cards`") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"veix: cannot read cards from {path}: {exc}") from None
+    try:
+        if not isinstance(raw, list) or not raw:
+            raise ValueError("expected a non-empty JSON list")
+        return [CardRef.from_json(entry) for entry in raw]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CliError(f"veix: {path} is not a cards file: {exc}") from None
+
+
+def _quiet_http_client() -> None:
+    """httpx logs every request at INFO: noise, and CPU taken from the server under test."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run_fast(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when installed (it is with uvicorn[standard]): less client CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def cmd_network_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    import httpx
+
+    from veix.bench import AUTHORIZATIONS_PATH
+    from veix.security.signatures import signed_headers
+    from veix.simulator import Simulator
+
+    if args.count < 1:
+        raise CliError("veix network simulate: --count must be at least 1")
+    if args.rate is not None and not args.rate > 0:
+        raise CliError("veix network simulate: --rate must be a positive number per second")
+    if not 0 <= args.fraud_share <= 1:
+        raise CliError("veix network simulate: --fraud-share lies between 0 and 1")
+    secret = _network_secret(args)
+    cards = _load_cards(Path(args.cards_file))
+    _quiet_http_client()
+    sim = Simulator(args.seed, fraud_share=args.fraud_share)
+    codes: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    start = time.monotonic()
+    with httpx.Client(base_url=args.url, timeout=args.timeout, trust_env=False) as client:
+        for i in range(args.count):
+            if args.rate is not None:
+                delay = start + i / args.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            body = sim.next_request(sim.pick_card(cards), datetime.now(UTC))
+            raw = json.dumps(body, separators=(",", ":")).encode()
+            headers = {"content-type": "application/json", **signed_headers(secret, body["id"], raw)}
+            merchant = body["merchant"]
+            what = (f"{merchant['name'][:26]:<26} {merchant['mcc']} {merchant['country']} "
+                    f"{body['amount']:>10} {body['currency']}")
+            try:
+                response = client.post(AUTHORIZATIONS_PATH, content=raw, headers=headers)
+            except httpx.TimeoutException:
+                failures["timeout"] = failures.get("timeout", 0) + 1
+                print(f"{what}  timeout", flush=True)
+                continue
+            except httpx.TransportError as exc:
+                raise CliError(f"veix network simulate: cannot reach {args.url}: {exc}", 1) from None
+            if response.status_code != 200:
+                key = f"HTTP {response.status_code}"
+                failures[key] = failures.get(key, 0) + 1
+                print(f"{what}  {key} {response.text[:120]}", flush=True)
+                continue
+            answer = response.json()
+            code = answer.get("response_code", "??")
+            codes[code] = codes.get(code, 0) + 1
+            print(f"{what}  {code} {answer.get('reason', '')}", flush=True)
+    approved = codes.get("00", 0)
+    declined = sum(codes.values()) - approved
+    by_code = ", ".join(f"{code}: {n}" for code, n in sorted(codes.items()) if code != "00")
+    print(f"{args.count} authorization(s): {approved} approved, {declined} declined"
+          + (f" ({by_code})" if by_code else "")
+          + (f"; failed: {', '.join(f'{k}: {n}' for k, n in sorted(failures.items()))}" if failures else ""))
+    return 1 if failures else 0
+
+
+def cmd_bench_authorize(args: argparse.Namespace) -> int:
+    from veix.bench import format_result, run_authorize_bench
+
+    if args.concurrency < 1:
+        raise CliError("veix bench authorize: --concurrency must be at least 1")
+    if not args.duration > 0 or args.warmup < 0:
+        raise CliError("veix bench authorize: --duration must be positive and --warmup not negative")
+    if not 0 <= args.fraud_share <= 1:
+        raise CliError("veix bench authorize: --fraud-share lies between 0 and 1")
+    secret = _network_secret(args)
+    cards = _load_cards(Path(args.cards_file))
+    _quiet_http_client()
+    try:
+        result = _run_fast(run_authorize_bench(
+            args.url, secret, cards, args.concurrency, args.duration, warmup=args.warmup,
+            seed=args.seed, fraud_share=args.fraud_share, request_timeout=args.timeout,
+            client=args.client))
+    except ValueError as exc:
+        raise CliError(f"veix bench authorize: {exc}") from None
+    print(json.dumps(result.to_json(), indent=2) if args.json else format_result(result))
+    if not result.completed:
+        print(f"veix bench authorize: no authorization was answered by {args.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _setup_cards(engine: AsyncEngine, parts: dict[str, Any], hasher: Any, *, cards: int,
+                       businesses: int, fund: Any, currency: str, daily_limit: Any) -> list[dict[str, str]]:
+    """Owner, funded businesses and STANDARD cards, through the domain use cases."""
+    import secrets
+    import uuid
+
+    from veix.domain.business import BusinessType
+    from veix.domain.card_controls import CardControls
+    from veix.domain.cards import CardNetwork, CardType, expiry_text
+    from veix.domain.money import Money
+    from veix.domain.services import access, funding
+    from veix.domain.services import businesses as business_svc
+    from veix.domain.services import cards as card_svc
+    from veix.domain.validation import parse_address, parse_contact, parse_timezone
+    from veix.persistence.uow import Actor, SqlUnitOfWork
+
+    actor = Actor("system", "veix bench setup-cards")
+    vault, issuing = parts["vault"], parts["issuing"]
+    now = utcnow()
+    async with SqlUnitOfWork(engine, actor=actor) as uow:
+        owner = await uow.users.get_by_email(BENCH_EMAIL, for_update=True)
+        if owner is None or not owner.has_signed_up:
+            owner = await access.sign_up(uow, hasher, email=BENCH_EMAIL, name="Bench Owner",
+                                         password=secrets.token_urlsafe(18), now=now)
+        await uow.commit()
+    controls = CardControls(daily_limit=daily_limit, monthly_limit=None) if daily_limit else CardControls()
+    address = parse_address(BENCH_ADDRESS, field=["legalAddress"])
+    contact = parse_contact(BENCH_CONTACT, field=["contactInfo"])
+    timezone = parse_timezone("Europe/Berlin", field=["timezone"])
+    out: list[dict[str, str]] = []
+    for b in range(businesses):
+        async with SqlUnitOfWork(engine, actor=actor) as uow:
+            business = await business_svc.create_business(
+                uow, owner_id=owner.id, name=f"Bench Business {b + 1:03d}", type=BusinessType.LLC,
+                tax_id="DE136695976", legal_address=address, contact_info=contact,
+                default_currency=currency, timezone=timezone, now=now)
+            await business_svc.submit_verification(uow, business.id, now=now)
+            await funding.fund_business(uow, business_id=business.id, money=Money.of(fund, currency),
+                                        idempotency_key=f"bench-fund-{business.id}", now=now)
+            await uow.commit()
+        share = cards // businesses + (1 if b < cards % businesses else 0)
+        for first in range(0, share, 200):  # short transactions of at most 200 cards
+            async with SqlUnitOfWork(engine, actor=actor) as uow:
+                for n in range(first, min(share, first + 200)):
+                    card, _ = await card_svc.issue_card(
+                        uow, vault, issuing, business_id=business.id, cardholder_id=None,
+                        type=CardType.STANDARD, network=CardNetwork.VISA if n % 2 == 0 else CardNetwork.MASTERCARD,
+                        currency=currency, spending_limit=None, controls=controls, merchant_lock=None,
+                        metadata={"purpose": "benchmark"}, idempotency_key=f"bench-card-{uuid.uuid4()}",
+                        now=now)
+                    pan, cvv = vault.open(card.id, *await uow.cards.sealed(card.id))
+                    out.append({"pan": pan, "expiry": expiry_text(card.expiry_date), "cvv": cvv,
+                                "card_token": card.public_token, "card_id": str(card.id),
+                                "business_id": str(business.id)})
+                await uow.commit()
+    return out
+
+
+def cmd_bench_setup_cards(args: argparse.Namespace) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    from veix.app import Argon2Hasher, build_card_parts
+    from veix.domain.errors import VeixError
+    from veix.domain.money import parse_amount, parse_currency
+
+    settings = _settings(with_secrets=True)
+    if settings.env == "production":
+        raise CliError("veix bench setup-cards: test cards are for development: refusing with "
+                       "VEIX_ENV=production")
+    if args.cards < 1 or args.businesses < 1 or args.businesses > args.cards:
+        raise CliError("veix bench setup-cards: need 1 <= --businesses <= --cards")
+    try:
+        currency = parse_currency(args.currency)
+        fund = parse_amount(args.fund, currency, field="fund")
+        limit = parse_amount(args.daily_limit, currency, field="daily-limit") if args.with_limits else None
+    except (VeixError, InvalidOperation) as exc:
+        raise CliError(f"veix bench setup-cards: {exc}") from None
+    if fund <= 0 or (limit is not None and limit <= Decimal(0)):
+        raise CliError("veix bench setup-cards: --fund and --daily-limit must be positive")
+    output = Path(args.output)
+
+    # The vault and issuing configuration the server builds (veix.app), so the cards match it.
+    try:
+        parts = build_card_parts(settings)
+    except (VeixError, ValueError) as exc:
+        raise CliError(f"veix bench setup-cards: invalid card settings: {exc}") from None
+
+    async def work(engine: AsyncEngine) -> list[dict[str, str]]:
+        if settings.is_sqlite:
+            await migrate(engine)
+        return await _setup_cards(engine, parts, Argon2Hasher(), cards=args.cards,
+                                  businesses=args.businesses, fund=fund, currency=currency,
+                                  daily_limit=limit)
+
+    created = _with_engine(settings, work)
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(created, indent=1) + "\n")
+        os.chmod(output, 0o600)
+    except OSError as exc:
+        raise CliError(f"veix bench setup-cards: cannot write {output}: {exc.strerror}", 1) from None
+    print(f"issued {len(created)} STANDARD card(s) over {args.businesses} business(es) funded with "
+          f"{fund} {currency} each (owner {BENCH_EMAIL})"
+          + (f", daily limit {limit} {currency}" if limit is not None else ", no spending limits"))
+    print(f"cards written to {output}")
+    print(f"warning: {output} holds test card numbers and CVVs in clear: keep it local (mode 0600) "
+          "and delete it after the benchmark", file=sys.stderr)
     return 0
 
 
@@ -411,14 +757,114 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser(
-        "worker", help="run background jobs (purge expired idempotency keys; outbox dispatcher to come)",
+        "worker", help="run background jobs (idempotency purge, hold and card expiry; outbox to come)",
         description="Run background jobs until SIGTERM or SIGINT: every --interval seconds, purge "
-        "expired idempotency keys. The outbox dispatcher (live events and outbound webhooks) "
+        "expired idempotency keys, release card holds past their expiry and mark cards past their "
+        "expiry date EXPIRED. The outbox dispatcher (live events and outbound webhooks) "
         "will join this loop in a later issue.",
     )
     worker.add_argument("--interval", type=float, default=30.0,
                         help="seconds between runs (default 30)")
+    worker.add_argument("--batch", type=int, default=500,
+                        help="rows read per page by the expiry jobs (default 500)")
     worker.set_defaults(func=cmd_worker)
+
+    jobs = sub.add_parser("jobs", help="run the worker's background jobs by hand")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    run_once = jobs_sub.add_parser(
+        "run-once", help="run every background job once and print what each did (for cron and tests)",
+        description="Purge expired idempotency keys, release card holds past their expiry "
+        "(VEIX_HOLD_DAYS after the authorization) and mark cards past their expiry date EXPIRED "
+        "(returning a prepaid balance), once. Each item is its own short transaction.",
+    )
+    run_once.add_argument("--now", type=_aware_time, default=None,
+                          help="the time the jobs take as now, ISO 8601 with a zone "
+                          "(e.g. 2099-01-01T00:00:00Z; default: the real time)")
+    run_once.add_argument("--batch", type=int, default=500, help="rows read per page (default 500)")
+    run_once.set_defaults(func=cmd_jobs_run_once)
+
+    vault = sub.add_parser("vault", help="card vault operations")
+    vault_sub = vault.add_subparsers(dest="vault_command", required=True, metavar="COMMAND")
+    rotate = vault_sub.add_parser(
+        "rotate", help="re-encrypt card data under the current vault key (idempotent, no downtime)",
+        description="Re-encrypt every card's PAN and CVV (and every step-up secret stored as "
+        "\"<key id>:<base64>\") that is not under the current vault key, the first of "
+        "VEIX_VAULT_KEY=\"v2:<new>,v1:<old>\". Deploy that setting to every server first (they then "
+        "encrypt with v2 and still decrypt v1), then run this; each batch is one short transaction "
+        "(SKIP LOCKED on PostgreSQL), so authorizations go on. Keep the oldest key listed: the PAN "
+        "lookup hash derives from it. Exit 1 if a row could not be decrypted or stayed locked.",
+    )
+    rotate.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    rotate.set_defaults(func=cmd_vault_rotate)
+
+    secret_help = ("the network's whsec_ secret (default: VEIX_NETWORK_SECRET, else the secrets "
+                   "file's; prefer those: a command line is visible to other local users)")
+    network = sub.add_parser("network", help="card network tools")
+    network_sub = network.add_subparsers(dest="network_command", required=True, metavar="COMMAND")
+    simulate = network_sub.add_parser(
+        "simulate", help="send realistic signed authorizations to a running server and show each decision",
+        description="Send --count signed authorizations (NETWORK.md) from the traffic simulator: "
+        "everyday merchants in their countries and currencies, and a share of fraud-like bursts "
+        "(high-risk categories abroad, at night, large amounts). Prints each decision and a summary. "
+        "Exit 1 if any request failed (non-200 or timeout).",
+    )
+    bench = sub.add_parser("bench", help="load benchmark of the authorization path")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
+    authorize = bench_sub.add_parser(
+        "authorize", help="drive signed authorizations at a running server and report throughput and latency",
+        description="Starts no server: drives signed authorizations at --url with --concurrency "
+        "workers (one keep-alive connection each) for --duration seconds after --warmup, over the "
+        "cards of --cards-file, then prints throughput, p50/p95/p99/max latency, the approve/decline "
+        "mix by response code and error counts. Use many cards: a card allows "
+        "VEIX_MAX_AUTHORIZATIONS_PER_HOUR authorizations (default 60), then answers 65.",
+    )
+    for command in (simulate, authorize):
+        command.add_argument("--url", default="http://127.0.0.1:8000",
+                             help="the server's base URL (default http://127.0.0.1:8000)")
+        command.add_argument("--cards-file", default="cards.json",
+                             help="cards from `veix bench setup-cards` (default cards.json)")
+        command.add_argument("--secret", default=None, help=secret_help)
+        command.add_argument("--seed", type=int, default=None,
+                             help="random seed: the same seed gives the same merchants, amounts and "
+                             "cards (network ids stay fresh)")
+        command.add_argument("--fraud-share", type=float, default=0.05,
+                             help="share of fraud-like bursts (default 0.05)")
+        command.add_argument("--timeout", type=float, default=10.0,
+                             help="seconds to wait for one answer (default 10)")
+    simulate.add_argument("--count", type=int, default=20, help="authorizations to send (default 20)")
+    simulate.add_argument("--rate", type=float, default=None,
+                          help="authorizations per second (default: as fast as answers come)")
+    simulate.set_defaults(func=cmd_network_simulate)
+    authorize.add_argument("--concurrency", type=int, default=32,
+                           help="concurrent workers and connections (default 32)")
+    authorize.add_argument("--duration", type=float, default=30.0,
+                           help="measured seconds (default 30)")
+    authorize.add_argument("--warmup", type=float, default=3.0,
+                           help="seconds of load before measuring (default 3)")
+    authorize.add_argument("--json", action="store_true", help="print the result as JSON")
+    authorize.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                           help="HTTP client: raw (minimal HTTP/1.1 on asyncio, default: ~15x less "
+                           "client CPU) or httpx (to cross-check)")
+    authorize.set_defaults(func=cmd_bench_authorize)
+
+    setup = bench_sub.add_parser(
+        "setup-cards", help="create funded businesses and test cards for the benchmark (development only)",
+        description="Create the owner bench-owner@veix.dev, --businesses funded businesses and "
+        "--cards STANDARD cards spread over them, through the domain use cases on the configured "
+        "database (VEIX_DATABASE_URL), and write their PANs, expiries and CVVs to --output "
+        "(mode 0600; test data, keep it local). No spending limits unless --with-limits. "
+        "Refused with VEIX_ENV=production.",
+    )
+    setup.add_argument("--cards", type=int, default=1000, help="cards to issue (default 1000)")
+    setup.add_argument("--businesses", type=int, default=10, help="businesses to create (default 10)")
+    setup.add_argument("--fund", default="1000000", help="funding per business (default 1000000)")
+    setup.add_argument("--currency", default="EUR", help="business and card currency (default EUR)")
+    setup.add_argument("--with-limits", action="store_true",
+                       help="give every card a daily limit (--daily-limit)")
+    setup.add_argument("--daily-limit", default="2000", help="the daily limit with --with-limits "
+                       "(default 2000)")
+    setup.add_argument("--output", "-o", default="cards.json", help="file to write (default cards.json)")
+    setup.set_defaults(func=cmd_bench_setup_cards)
 
     mig = sub.add_parser("migrate", help="migrate the configured database to the head revision")
     mig.set_defaults(func=cmd_migrate)

@@ -232,7 +232,7 @@ class Simulator:
     def _start_burst(self, card: CardRef) -> _Burst:
         """A fraud pattern: 3-6 authorizations at one or two high-risk merchants."""
         first = self.rng.choice(self.fraud_merchants)
-        merchants = (first,)
+        merchants: tuple[Merchant, ...] = (first,)
         if self.rng.random() < 0.4:
             merchants += (self.rng.choice(self.fraud_merchants),)
         burst = _Burst(card, merchants, self.rng.randint(3, 6))

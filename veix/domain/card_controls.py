@@ -87,7 +87,11 @@ def _ints(values: Iterable[object] | None, lo: int, hi: int, what: str,
 def _limit(value: object, currency: str, field: list[str]) -> Decimal | None:
     if value is None:
         return None
-    amount = parse_amount(value, currency, field=field[-1])
+    try:
+        amount = parse_amount(value, currency, field=field[-1])
+    except InvalidInput as exc:
+        exc.field = list(field)  # the whole path, not only the last name
+        raise
     if amount <= 0:
         raise InvalidInput("Limits must be greater than zero", field=field)
     return amount

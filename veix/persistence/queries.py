@@ -181,3 +181,144 @@ async def api_keys_of_business(conn: AsyncConnection, business_id: uuid.UUID) ->
     stmt = (select(api_keys).where(api_keys.c.business_id == business_id)
             .order_by(api_keys.c.created_at, api_keys.c.id))
     return [m.api_key_from_row(r) for r in await conn.execute(stmt)]
+
+
+# ======================================================================== cards
+# Batched reads for virtual cards, their controls, spend counters and card
+# transactions (veix.resolvers.cards). Vault columns (encrypted PAN and CVV,
+# lookup hash) are never selected here.
+
+from decimal import Decimal  # noqa: E402
+
+from veix.domain.authorization import StoredAuth  # noqa: E402
+from veix.domain.card_controls import CardControls  # noqa: E402
+from veix.domain.cards import Card  # noqa: E402
+from veix.persistence.repositories.authorizations import auth_from_row  # noqa: E402
+from veix.persistence.repositories.cards import card_from_row, controls_from_row  # noqa: E402
+from veix.persistence.tables import (  # noqa: E402
+    card_controls,
+    card_spend,
+    card_transactions,
+    virtual_cards,
+)
+
+_VAULT_COLUMNS = frozenset({"card_number_encrypted", "card_number_hash", "cvv_encrypted", "vault_key_id"})
+CARD_COLUMNS = tuple(c for c in virtual_cards.c if c.name not in _VAULT_COLUMNS)
+
+
+def _before(stmt: Select[Any], at_col: Any, id_col: Any, after: Any) -> Select[Any]:
+    """Keyset condition for newest-first pages: rows strictly older than the cursor."""
+    if after is None:
+        return stmt
+    return stmt.where(or_(at_col < after.at, and_(at_col == after.at, id_col < after.id)))
+
+
+def _card_filters(stmt: Select[Any], status: str | None, cardholder_id: uuid.UUID | None) -> Select[Any]:
+    if status is not None:
+        stmt = stmt.where(virtual_cards.c.status == status)
+    if cardholder_id is not None:
+        stmt = stmt.where(virtual_cards.c.cardholder_id == cardholder_id)
+    return stmt
+
+
+async def cards_by_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Card]:
+    rows = await conn.execute(select(*CARD_COLUMNS).where(virtual_cards.c.id.in_(set(ids))))
+    return {r.id: card_from_row(r) for r in rows}
+
+
+async def card_pages(
+    conn: AsyncConnection, business_ids: Sequence[uuid.UUID], first: int, after: Any,
+    status: str | None = None, cardholder_id: uuid.UUID | None = None,
+) -> dict[uuid.UUID, tuple[list[Card], bool]]:
+    """One newest-first page of cards for each business, in a single windowed statement.
+    ``cardholder_id`` restricts the pages to that person's cards."""
+    vc = virtual_cards
+    base = select(
+        *CARD_COLUMNS,
+        func.row_number()
+        .over(partition_by=vc.c.business_id, order_by=(vc.c.created_at.desc(), vc.c.id.desc()))
+        .label("rn"),
+    ).where(vc.c.business_id.in_(set(business_ids)))
+    base = _before(_card_filters(base, status, cardholder_id), vc.c.created_at, vc.c.id, after)
+    sub = base.subquery()
+    stmt = select(sub).where(sub.c.rn <= first + 1).order_by(sub.c.business_id, sub.c.rn)
+    grouped: dict[uuid.UUID, list[Card]] = defaultdict(list)
+    for r in await conn.execute(stmt):
+        grouped[r.business_id].append(card_from_row(r))
+    return {bid: (grouped[bid][:first], len(grouped[bid]) > first) for bid in business_ids}
+
+
+async def card_counts(
+    conn: AsyncConnection, business_ids: Sequence[uuid.UUID], status: str | None = None,
+    cardholder_id: uuid.UUID | None = None,
+) -> dict[uuid.UUID, int]:
+    stmt = (select(virtual_cards.c.business_id, func.count())
+            .where(virtual_cards.c.business_id.in_(set(business_ids))))
+    stmt = _card_filters(stmt, status, cardholder_id).group_by(virtual_cards.c.business_id)
+    counts = {r[0]: int(r[1]) for r in await conn.execute(stmt)}
+    return {bid: counts.get(bid, 0) for bid in business_ids}
+
+
+async def controls_by_card_ids(
+    conn: AsyncConnection, card_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, CardControls]:
+    rows = await conn.execute(select(card_controls).where(card_controls.c.card_id.in_(set(card_ids))))
+    return {r.card_id: controls_from_row(r) for r in rows}
+
+
+async def card_spend_by_ids(
+    conn: AsyncConnection, card_ids: Sequence[uuid.UUID], periods: Sequence[str]
+) -> dict[uuid.UUID, tuple[str, dict[str, Decimal]]]:
+    """For each card: its business's time zone and its spend counters among ``periods``
+    (the caller passes every period that can be "today" or "this month" in some zone)."""
+    vc = virtual_cards
+    stmt = (
+        select(vc.c.id, businesses.c.timezone, card_spend.c.period, card_spend.c.amount)
+        .join(businesses, businesses.c.id == vc.c.business_id)
+        .join(card_spend, and_(card_spend.c.card_id == vc.c.id, card_spend.c.period.in_(set(periods))),
+              isouter=True)
+        .where(vc.c.id.in_(set(card_ids)))
+    )
+    out: dict[uuid.UUID, tuple[str, dict[str, Decimal]]] = {}
+    for r in await conn.execute(stmt):
+        _, spent = out.setdefault(r.id, (r.timezone, {}))
+        if r.period is not None:
+            spent[r.period] = r.amount
+    return out
+
+
+async def card_transactions_by_ids(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, StoredAuth]:
+    rows = await conn.execute(select(card_transactions).where(card_transactions.c.id.in_(set(ids))))
+    return {r.id: auth_from_row(r) for r in rows}
+
+
+async def card_transaction_pages(
+    conn: AsyncConnection, card_ids: Sequence[uuid.UUID], first: int, after: Any
+) -> dict[uuid.UUID, tuple[list[StoredAuth], bool]]:
+    """One newest-first page of card transactions for each card, in one windowed statement."""
+    ct = card_transactions
+    base = select(
+        ct,
+        func.row_number()
+        .over(partition_by=ct.c.card_id, order_by=(ct.c.created_at.desc(), ct.c.id.desc()))
+        .label("rn"),
+    ).where(ct.c.card_id.in_(set(card_ids)))
+    base = _before(base, ct.c.created_at, ct.c.id, after)
+    sub = base.subquery()
+    stmt = select(sub).where(sub.c.rn <= first + 1).order_by(sub.c.card_id, sub.c.rn)
+    grouped: dict[uuid.UUID, list[StoredAuth]] = defaultdict(list)
+    for r in await conn.execute(stmt):
+        grouped[r.card_id].append(auth_from_row(r))
+    return {cid: (grouped[cid][:first], len(grouped[cid]) > first) for cid in card_ids}
+
+
+async def card_transaction_counts(
+    conn: AsyncConnection, card_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    stmt = (select(card_transactions.c.card_id, func.count())
+            .where(card_transactions.c.card_id.in_(set(card_ids)))
+            .group_by(card_transactions.c.card_id))
+    counts = {r[0]: int(r[1]) for r in await conn.execute(stmt)}
+    return {cid: counts.get(cid, 0) for cid in card_ids}

@@ -12,10 +12,13 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
+from veix.schema.card_mutations import CardMutation
 from veix.schema.mutations import Mutation
 from veix.schema.query import Query
 from veix.schema.types.business import ApiKey, Business, Member, Transaction, User
+from veix.schema.types.cards import Card, CardTransaction
 
 
 def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.Schema:
@@ -27,10 +30,12 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
     # limiter re-created per request (QueryDepthLimiter makes a new class in
     # its __init__) would make every validation a cache miss.
     rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(30)]
+    mutation = merge_types("Mutation", (Mutation, CardMutation))
+    mutation.__strawberry_definition__.description = Mutation.__strawberry_definition__.description  # type: ignore[attr-defined]
     return QuietSchema(
         query=Query,
-        mutation=Mutation,
-        types=[Business, Member, User, ApiKey, Transaction],
+        mutation=mutation,
+        types=[Business, Member, User, ApiKey, Transaction, Card, CardTransaction],
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=1000),

@@ -7,7 +7,7 @@ from strawberry.types import Info
 
 from veix.domain.errors import InvalidInput
 from veix.resolvers import business as biz
-from veix.resolvers import loaders
+from veix.resolvers import cards, loaders
 from veix.resolvers.context import Context
 from veix.resolvers.ids import parse_global_id
 from veix.resolvers.pagination import Cursor
@@ -20,6 +20,7 @@ from veix.schema.types.business import (
     Transaction,
     User,
 )
+from veix.schema.types.cards import Card, CardTransaction
 from veix.schema.types.common import Node, PageInfo
 
 
@@ -48,8 +49,12 @@ class Query:
         if type_name == "ApiKey":
             k = await biz.get_api_key(ctx, id)
             return ApiKey.of(k) if k else None
-        if type_name in {"Card", "CardTransaction"}:
-            return None
+        if type_name == "Card":
+            c = await cards.get_card(ctx, id)
+            return Card.of(c) if c else None
+        if type_name == "CardTransaction":
+            a = await cards.get_card_transaction(ctx, id)
+            return CardTransaction.of(a) if a else None
         raise InvalidInput(f"Unknown ID type {type_name!r}")
 
     @strawberry.field(description="The logged-in user (null for API keys and anonymous callers).")
@@ -81,6 +86,11 @@ class Query:
                                end_cursor=edges[-1].cursor if edges else None),
             total_count=total,
         )
+
+    @strawberry.field(description="A card you may see (a cardholder: only their own); null otherwise.")
+    async def card(self, info: Info[Context, None], id: strawberry.ID) -> Card | None:
+        c = await cards.get_card(info.context, id)
+        return Card.of(c) if c else None
 
     @strawberry.field(description="A transaction of one of your businesses; null otherwise.")
     async def transaction(self, info: Info[Context, None], id: strawberry.ID) -> Transaction | None:

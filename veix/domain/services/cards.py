@@ -66,11 +66,13 @@ async def issue_card(
     business_id: uuid.UUID, cardholder_id: uuid.UUID | None, type: CardType,
     network: CardNetwork, currency: str, spending_limit: Decimal | None,
     controls: CardControls, merchant_lock: str | None, metadata: dict[str, Any],
-    idempotency_key: str, now: datetime,
+    idempotency_key: str, now: datetime, status: CardStatus = CardStatus.ACTIVE,
 ) -> tuple[Card, bool]:
+    """A new card, ACTIVE unless issued INACTIVE (to be activated later)."""
     fingerprint = request_fingerprint(
         "issue", business_id, cardholder_id, type.value, network.value, currency, spending_limit,
-        sorted(controls.to_json().items(), key=lambda kv: kv[0]), merchant_lock, sorted(metadata.items()))
+        sorted(controls.to_json().items(), key=lambda kv: kv[0]), merchant_lock, sorted(metadata.items()),
+        *(("inactive",) if status is CardStatus.INACTIVE else ()))
     scope = f"card:{business_id}"
     claimed = await uow.idempotency.claim(scope, idempotency_key, fingerprint, now)
     if claimed is not None:
@@ -81,6 +83,8 @@ async def issue_card(
         original = await uow.cards.get(result_id)
         assert original is not None
         return original, False
+    if status not in (CardStatus.ACTIVE, CardStatus.INACTIVE):
+        raise InvalidInput("A card is issued ACTIVE or INACTIVE", field=["input", "status"])
     if type is CardType.SUBSCRIPTION and not merchant_lock:
         raise InvalidInput("A subscription card needs merchantLock", field=["input", "merchantLock"])
     if type is not CardType.SUBSCRIPTION and merchant_lock:
@@ -96,7 +100,7 @@ async def issue_card(
     del pan
     card = Card(
         id=card_id, business_id=business_id, cardholder_id=cardholder_id, network=network,
-        type=type, status=CardStatus.ACTIVE, masked_number=sealed.masked_number,
+        type=type, status=status, masked_number=sealed.masked_number,
         last4=sealed.last4, expiry_date=expiry_after(now, config.expiry_years), currency=currency,
         spending_limit=spending_limit, current_balance=Decimal(0), merchant_lock=merchant_lock,
         metadata=metadata, public_token="ct_" + secrets.token_urlsafe(18), created_at=now,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -33,6 +34,9 @@ from veix.schema.types.common import (
     VerificationStatus,
     gid,
 )
+
+if TYPE_CHECKING:
+    from veix.schema.types.cards import CardConnection, CardStatus
 
 
 @strawberry.type(description="A postal address.")
@@ -318,6 +322,16 @@ class Business(Node):
         from veix.resolvers.business import list_api_keys
 
         return [ApiKey.of(k) for k in await list_api_keys(info.context, self.raw_id)]
+
+    @strawberry.field(description="Virtual cards of the business, newest first; a cardholder sees only "
+                                  "the cards issued to them.")
+    async def cards(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None,
+        status: Annotated[CardStatus, strawberry.lazy("veix.schema.types.cards")] | None = None,
+    ) -> Annotated[CardConnection, strawberry.lazy("veix.schema.types.cards")]:
+        from veix.schema.types.cards import business_cards
+
+        return await business_cards(info, self.raw_id, first, after, status)
 
     @strawberry.field(description="Money movements of the business, oldest first.")
     async def transactions(self, info: Info[Context, None], first: int | None = None,
