@@ -4,8 +4,8 @@
 sends to ``POST /v1/network/authorizations``: a merchant from a catalogue of
 everyday spending (restaurants, groceries, fuel, travel, software, transport)
 in the merchant's own country and currency, with an amount typical for it.
-A configurable share (default 5 %) starts a fraud-like pattern instead: a
-burst of several large authorizations on one card at high-risk merchant
+A configurable share of the requests (default 5 %) is fraud-like instead:
+bursts of 3-6 large authorizations on one card at high-risk merchant
 categories (6051 quasi-cash and crypto, 7995 betting, 4829 wire transfers) in
 a foreign country at night.
 
@@ -30,6 +30,7 @@ from veix.domain.currencies import minor_units
 
 DEFAULT_FRAUD_SHARE = 0.05
 HIGH_RISK_MCCS = ("6051", "7995", "4829")
+BURST_LENGTH = (3, 6)  # authorizations in one fraud burst, inclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,10 @@ class Simulator:
             raise ValueError("the simulator needs merchants")
         self.rng = random.Random(seed)
         self.fraud_share = fraud_share
+        # ``fraud_share`` is the share of *requests*; each burst is several of them, so a burst
+        # starts with p where share = L / (1/p - 1 + L), L the mean burst length.
+        mean = sum(BURST_LENGTH) / 2
+        self._burst_p = fraud_share / (mean * (1 - fraud_share) + fraud_share)
         self.include_cvv = include_cvv
         self.run_id = run_id if run_id is not None else secrets.token_hex(5)
         self.merchants = tuple(merchants)
@@ -197,8 +202,10 @@ class Simulator:
         """The JSON body of one authorization of ``card`` at about ``now`` (aware)."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
+        if card.pan is None and card.card_token is None:
+            raise ValueError("the card needs a pan or a card_token")
         burst = self._bursts.get(card.key)
-        if burst is None and self.rng.random() < self.fraud_share:
+        if burst is None and self.rng.random() < self._burst_p:
             burst = self._start_burst(card)
         if burst is not None:
             merchant = self.rng.choice(burst.merchants)
@@ -235,7 +242,7 @@ class Simulator:
         merchants: tuple[Merchant, ...] = (first,)
         if self.rng.random() < 0.4:
             merchants += (self.rng.choice(self.fraud_merchants),)
-        burst = _Burst(card, merchants, self.rng.randint(3, 6))
+        burst = _Burst(card, merchants, self.rng.randint(*BURST_LENGTH))
         self._bursts[card.key] = burst
         return burst
 
@@ -246,6 +253,7 @@ class Simulator:
         return Decimal(repr(value))
 
     def _night(self, now: datetime) -> datetime:
-        """Between 00:00 and 04:59 UTC of the same day (night in Europe)."""
+        """Between 00:00 and 04:59 UTC of the same day (night in Europe), never after ``now``."""
         base = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return base + timedelta(seconds=self.rng.randrange(5 * 3600))
+        since_midnight = int((now - base).total_seconds())
+        return base + timedelta(seconds=self.rng.randrange(max(1, min(5 * 3600, since_midnight))))

@@ -68,7 +68,7 @@ def luhn_check_digit(partial: str) -> str:
 
 
 def luhn_valid(pan: str) -> bool:
-    return pan.isdigit() and len(pan) >= 12 and luhn_check_digit(pan[:-1]) == pan[-1]
+    return pan.isascii() and pan.isdigit() and len(pan) >= 12 and luhn_check_digit(pan[:-1]) == pan[-1]
 
 
 def validate_bin(network: CardNetwork, bin_: str) -> str:

@@ -90,7 +90,7 @@ class GraphQLEndpoint:
                 return _bad_request("Request body too large", request_id, 413)
             try:
                 params = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return _bad_request("Request body is not valid JSON", request_id)
             allowed = {OperationType.QUERY, OperationType.MUTATION}
         else:

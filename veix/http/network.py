@@ -55,7 +55,7 @@ def _endpoint(services: Services, name: str,
             return JSONResponse(previous[1], status_code=previous[0])
         try:
             raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(400, "invalid_json", "The body is not valid JSON")
         try:
             status, response = await handle(raw)
@@ -87,7 +87,7 @@ def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
             return _error(401, "invalid_signature", exc.reason)
         try:
             raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(400, "invalid_json", "The body is not valid JSON")
         try:
             req = net.parse_authorization(raw)

@@ -259,6 +259,8 @@ class PgLedger:
         for line in entry.lines:
             by_code[line.account.code] = by_code.get(line.account.code, Decimal(0)) + line.amount
             refs[line.account.code] = line.account
+        applied: list[tuple[str, Decimal]] = []
+        deferred = []
         for code in sorted(by_code):  # fixed lock order, as the Core ledger: no deadlocks
             ref, amount = refs[code], by_code[code]
             if amount < 0 and not ref.allow_negative:
@@ -266,9 +268,14 @@ class PgLedger:
                     "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 "
                     "WHERE code = $1 AND balance + $2 >= 0 RETURNING true", code, amount, entry.occurred_at)
                 if not ok:
+                    for done_code, done_amount in applied:  # a refused entry leaves no trace
+                        await self.conn.execute("UPDATE ledger_accounts SET balance = balance - $2 WHERE code = $1",
+                                                done_code, done_amount)
                     raise InsufficientFunds("Insufficient funds for this movement")
+                applied.append((code, amount))
             else:
-                self.uow.deferred_accounts.append((ref, amount, entry.occurred_at))
+                deferred.append((ref, amount, entry.occurred_at))
+        self.uow.deferred_accounts.extend(deferred)
         self.uow.deferred_entries.append(entry)
 
 

@@ -46,11 +46,14 @@ def _when(raw: Mapping[str, Any], key: str = "at") -> datetime:
         return utcnow()
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise InvalidInput(f"{key} must carry a time zone (e.g. Z)", field=[key])
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(f"{key} must be an ISO 8601 time", field=[key]) from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{key} must carry a time zone (e.g. Z)", field=[key])
-    return moment.astimezone(UTC)
+    if not 2000 <= moment.year <= 2999:
+        raise InvalidInput(f"{key} is not a plausible transaction time", field=[key])
+    return moment
 
 
 def _amount(raw: Mapping[str, Any], currency: str, *, required: bool = True) -> Decimal | None:
@@ -73,7 +76,7 @@ def parse_authorization(raw: object) -> AuthRequest:
     network_id = _text(raw, "id", max_len=128)
     currency = parse_currency(raw.get("currency"))
     kind = raw.get("kind", "purchase")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidInput(f"kind must be one of {sorted(KINDS)}", field=["kind"])
     amount = _amount(raw, currency)
     assert amount is not None
@@ -83,20 +86,21 @@ def parse_authorization(raw: object) -> AuthRequest:
     token = _text(raw, "card_token", max_len=64, required=False)
     if (pan is None) == (token is None):
         raise InvalidInput("Give exactly one of pan and card_token", field=["pan"])
-    if pan is not None and not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_valid(pan)):
+    if pan is not None and not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19 and luhn_valid(pan)):
         raise InvalidInput("pan is not a valid card number (digits, Luhn check)", field=["pan"])
     expiry = _text(raw, "expiry", max_len=7, required=False)
-    if expiry is not None and not (len(expiry) == 7 and expiry[4] == "-" and expiry[:4].isdigit()
-                                   and expiry[5:].isdigit() and 1 <= int(expiry[5:]) <= 12):
+    if expiry is not None and not (expiry.isascii() and len(expiry) == 7 and expiry[4] == "-"
+                                   and expiry[:4].isdigit() and expiry[5:].isdigit()
+                                   and 1 <= int(expiry[5:]) <= 12):
         raise InvalidInput("expiry must be YYYY-MM", field=["expiry"])
     cvv = _text(raw, "cvv", max_len=4, required=False)
-    if cvv is not None and not (cvv.isdigit() and len(cvv) in (3, 4)):
+    if cvv is not None and not (cvv.isascii() and cvv.isdigit() and len(cvv) in (3, 4)):
         raise InvalidInput("cvv must be 3 or 4 digits", field=["cvv"])
     merchant = raw.get("merchant")
     if not isinstance(merchant, Mapping):
         raise InvalidInput("merchant is required: {name, mcc, country, id}", field=["merchant"])
     mcc = merchant.get("mcc")
-    if not isinstance(mcc, str) or len(mcc) != 4 or not mcc.isdigit():
+    if not isinstance(mcc, str) or len(mcc) != 4 or not (mcc.isascii() and mcc.isdigit()):
         raise InvalidInput("merchant.mcc must be 4 digits", field=["merchant.mcc"])
     original_id = _text(raw, "original_id", max_len=128, required=kind == "incremental")
     return AuthRequest(

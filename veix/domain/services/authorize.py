@@ -109,13 +109,15 @@ def periods(local: datetime) -> tuple[str, str]:
     return f"D{local:%Y-%m-%d}", f"M{local:%Y-%m}"
 
 
-def _pan_checks(req: AuthRequest, ac: AuthCard, vault: CardVault, cfg: AuthorizationConfig) -> tuple[str, str] | None:
+def _pan_checks(req: AuthRequest, ac: AuthCard, vault: CardVault, cfg: AuthorizationConfig,
+                now: datetime) -> tuple[str, str] | None:
     card = ac.card
     if req.expiry is not None and req.expiry != expiry_text(card.expiry_date):
         return "14", "expiry_mismatch"
     if req.cvv is not None:
         pan, static_cvv = vault.open(card.id, ac.key_id, ac.pan_blob, ac.cvv_blob)
-        if not cvv_matches(cfg.dcvv_secret, pan, expiry_text(card.expiry_date), req.cvv, req.at,
+        # The dynamic CVV window is the server's clock, not the request's `at`.
+        if not cvv_matches(cfg.dcvv_secret, pan, expiry_text(card.expiry_date), req.cvv, now,
                            window_seconds=cfg.dcvv_window_seconds, static_cvv=static_cvv):
             return "14", "cvv_mismatch"
     return None
@@ -159,7 +161,7 @@ async def authorize(
     exchange_rate = rate if req.currency != card.currency else None
 
     parent: StoredAuth | None = None
-    refusal = _pan_checks(req, ac, vault, cfg) or _state_checks(card, req.at)
+    refusal = _pan_checks(req, ac, vault, cfg, now) or _state_checks(card, req.at)
     if refusal is None and req.kind == "incremental":
         parent = await store.find(req.original_id or "")
         if parent is None or parent.card_id != card.id or parent.status is not AuthorizationStatus.APPROVED:
@@ -204,16 +206,13 @@ async def authorize(
         action = cfg.policy.action(assessment.score)
         if action == "decline":
             refusal = ("59", "suspected_fraud")
+    granted: StoredAuth | None = None
     if refusal is None and ac.controls.requires_approval:
         granted = await store.approved_retry(card.id, req.merchant_key, billing, now)
         if granted is None:
             return await _record_decline(uow, ac, req, now, "05", "approval_required", billing,
                                          exchange_rate, day, month, assessment=assessment,
                                          status=AuthorizationStatus.PENDING_APPROVAL, action=action)
-        granted.status = AuthorizationStatus.DECLINED
-        granted.decline_reason = "approval_used"
-        granted.updated_at = now
-        await store.update(granted)
     if refusal is not None:
         code, reason = refusal
         return await _record_decline(uow, ac, req, now, code, reason, billing, exchange_rate, day,
@@ -221,7 +220,7 @@ async def authorize(
                                      action="decline" if code == "59" else action)
     try:
         return await _approve(uow, ac, req, now, billing, exchange_rate, day, month, account,
-                              assessment, action, parent, cfg)
+                              assessment, action, parent, cfg, consumed=granted)
     except InsufficientFunds:
         # Another authorization took the money between our read and the locked hold.
         return await _record_decline(uow, ac, req, now, "51", "insufficient_funds", billing,
@@ -294,6 +293,7 @@ async def _approve(
     uow: AuthorizationUnitOfWork, ac: AuthCard, req: AuthRequest, now: datetime, billing: Decimal,
     rate: Decimal | None, day: str, month: str, account: ledger.AccountRef,
     assessment: RiskAssessment, action: str, parent: StoredAuth | None, cfg: AuthorizationConfig,
+    consumed: StoredAuth | None = None,
 ) -> AuthResult:
     card = ac.card
     auth = _new_auth(ac, req, now, status=AuthorizationStatus.APPROVED, code="00", reason=None,
@@ -301,6 +301,20 @@ async def _approve(
     auth.approved_amount = req.amount
     auth.held_amount = billing
     auth.hold_expires_at = now + timedelta(days=cfg.hold_days)
+    if billing > 0:
+        # The hold first: it is the one step that can still fail (a concurrent
+        # authorization took the money), and nothing may be written before it.
+        await uow.ledger.post(ledger.journal_entry(
+            business_id=card.business_id, kind="card_hold", description=f"Hold {req.merchant_name[:100]}",
+            lines=ledger.transfer(account, holds_account(card.business_id, card.currency),
+                                  Money.of(billing, card.currency)),
+            occurred_at=now, transaction_id=auth.transaction_id))
+        await uow.authorizations.add_spend(card.id, {day: billing, month: billing})
+    if consumed is not None:
+        consumed.status = AuthorizationStatus.DECLINED
+        consumed.decline_reason = "approval_used"
+        consumed.updated_at = now
+        await uow.authorizations.update(consumed)
     if parent is not None:
         # An incremental authorization extends its original: the hold lives on
         # the original (which clearings and reversals name); this row records
@@ -313,13 +327,6 @@ async def _approve(
             parent.approved_amount += req.amount
         parent.updated_at = now
         await uow.authorizations.update(parent)
-    if billing > 0:
-        await uow.ledger.post(ledger.journal_entry(
-            business_id=card.business_id, kind="card_hold", description=f"Hold {req.merchant_name[:100]}",
-            lines=ledger.transfer(account, holds_account(card.business_id, card.currency),
-                                  Money.of(billing, card.currency)),
-            occurred_at=now, transaction_id=auth.transaction_id))
-        await uow.authorizations.add_spend(card.id, {day: billing, month: billing})
     if card.type is CardType.PREPAID:
         card.current_balance -= billing
         await uow.cards.save(card)

@@ -29,6 +29,7 @@ from veix.domain.services.authorize import (
     holds_account,
     settlement_account,
 )
+from veix.domain.services.funding import request_fingerprint
 from veix.domain.transactions import Transaction, TransactionStatus, TransactionType
 
 
@@ -49,6 +50,19 @@ def _billing(auth: StoredAuth, amount: Decimal, currency: str) -> Decimal:
                             auth.billing_currency)
     raise InvalidInput(f"Currency {currency} is neither the billing nor the merchant currency",
                        field=["currency"])
+
+
+async def _seen(uow: AuthorizationUnitOfWork, scope: str, message_id: str, now: datetime,
+                *params: object) -> bool:
+    """Clearings and reversals are idempotent by their network id: a repeat with
+    the same parameters changes nothing; with other parameters it is refused."""
+    fingerprint = request_fingerprint(scope, *params)
+    claimed = await uow.idempotency.claim(scope, message_id, fingerprint, now)
+    if claimed is None:
+        return False
+    if claimed[0] != fingerprint:
+        raise Conflict(f"{message_id!r} was already used with other parameters", field=["id"])
+    return True
 
 
 async def _release(uow: AuthorizationUnitOfWork, auth: StoredAuth, amount: Decimal, now: datetime,
@@ -83,6 +97,8 @@ async def clear(uow: AuthorizationUnitOfWork, cfg: AuthorizationConfig, *, clear
                 authorization_id: str, amount: Decimal, currency: str, final: bool,
                 now: datetime) -> StoredAuth:
     auth = await _auth(uow, authorization_id)
+    if await _seen(uow, "network_clearing", clearing_id, now, authorization_id, amount, currency, final):
+        return auth  # the same clearing again: already posted
     if auth.status not in (AuthorizationStatus.APPROVED, AuthorizationStatus.CLEARED):
         raise InvalidStateTransition(f"A {auth.status.name} authorization cannot be cleared")
     billing = _billing(auth, amount, currency)
@@ -138,6 +154,8 @@ async def clear(uow: AuthorizationUnitOfWork, cfg: AuthorizationConfig, *, clear
 async def reverse(uow: AuthorizationUnitOfWork, *, reversal_id: str, authorization_id: str,
                   amount: Decimal | None, currency: str | None, now: datetime) -> StoredAuth:
     auth = await _auth(uow, authorization_id)
+    if await _seen(uow, "network_reversal", reversal_id, now, authorization_id, amount, currency):
+        return auth  # the same reversal again: already released
     if auth.status is not AuthorizationStatus.APPROVED or auth.held_amount <= 0:
         raise InvalidStateTransition(f"A {auth.status.name} authorization has no hold to reverse")
     release = auth.held_amount if amount is None else _billing(auth, amount, currency or auth.billing_currency)

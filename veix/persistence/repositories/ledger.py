@@ -50,7 +50,27 @@ class SqlLedgerRepository:
         return row.id, row.balance
 
     async def post(self, entry: JournalEntry) -> None:
+        """Lock and check every account first, write only when all pass: a
+        refused entry leaves no trace (its caller may go on and commit)."""
         now = entry.occurred_at
+        by_code: dict[str, Decimal] = {}
+        refs: dict[str, AccountRef] = {}
+        for line in entry.lines:
+            by_code[line.account.code] = by_code.get(line.account.code, Decimal(0)) + line.amount
+            refs[line.account.code] = line.account
+        account_ids: dict[str, uuid.UUID] = {}
+        new_balances: dict[uuid.UUID, Decimal] = {}
+        for code in sorted(by_code):
+            ref = refs[code]
+            account_id, balance = await self._lock_account(ref, now)
+            account_ids[code] = account_id
+            new_balances[account_id] = apply_posting(balance, by_code[code], allow_negative=ref.allow_negative)
+        for account_id, new_balance in new_balances.items():
+            await self.conn.execute(
+                update(ledger_accounts)
+                .where(ledger_accounts.c.id == account_id)
+                .values(balance=new_balance, updated_at=now)
+            )
         await self.conn.execute(
             journal_entries.insert().values(
                 id=entry.id, business_id=entry.business_id, kind=entry.kind,
@@ -58,22 +78,6 @@ class SqlLedgerRepository:
                 created_at=now,
             )
         )
-        by_code: dict[str, Decimal] = {}
-        refs: dict[str, AccountRef] = {}
-        for line in entry.lines:
-            by_code[line.account.code] = by_code.get(line.account.code, Decimal(0)) + line.amount
-            refs[line.account.code] = line.account
-        account_ids: dict[str, uuid.UUID] = {}
-        for code in sorted(by_code):
-            ref = refs[code]
-            account_id, balance = await self._lock_account(ref, now)
-            account_ids[code] = account_id
-            new_balance = apply_posting(balance, by_code[code], allow_negative=ref.allow_negative)
-            await self.conn.execute(
-                update(ledger_accounts)
-                .where(ledger_accounts.c.id == account_id)
-                .values(balance=new_balance, updated_at=now)
-            )
         await self.conn.execute(
             postings.insert(),
             [
