@@ -101,3 +101,19 @@ async def test_concurrent_fundings_with_distinct_keys_all_count(api, owner):
     token, business_id = owner
     await asyncio.gather(*[api.fund(token, business_id, "1.10", "EUR") for _ in range(15)])
     assert await _balances(api, token, business_id) == {"EUR": "16.50"}
+
+
+async def test_transactions_filter_by_amount_range_pages_correctly(api, owner):
+    token, business_id = owner
+    for amount in ("5.00", "50.00", "60.00", "500.00"):
+        await api.fund(token, business_id, amount, "EUR")
+    query = ("query($id: ID!, $a: String){ business(id:$id){ transactions(first: 1, after: $a, "
+             "filter: {minAmount: \"10\", maxAmount: \"100.00\"}){ pageInfo{ hasNextPage endCursor } "
+             "edges{ node{ amount{ amount } } } } } }")
+    first = (await api.ok(query, {"id": business_id}, token))["business"]["transactions"]
+    assert [e["node"]["amount"]["amount"] for e in first["edges"]] == ["50.00"]
+    assert first["pageInfo"]["hasNextPage"] is True
+    second = (await api.ok(query, {"id": business_id, "a": first["pageInfo"]["endCursor"]}, token))
+    page = second["business"]["transactions"]
+    assert [e["node"]["amount"]["amount"] for e in page["edges"]] == ["60.00"]
+    assert page["pageInfo"]["hasNextPage"] is False

@@ -173,26 +173,11 @@ class PgAuthorizationStore:
             self.uow.deferred_spend[key] = self.uow.deferred_spend.get(key, Decimal(0)) + delta
 
     async def history(self, card_id: uuid.UUID, now: datetime, merchant_key: str) -> CardHistory:
-        r = await self.conn.fetchrow(
-            """SELECT count(*) FILTER (WHERE created_at >= $3) AS c10,
-                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $3), 0) AS a10,
-                      count(*) FILTER (WHERE created_at >= $4) AS c1h,
-                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $4), 0) AS a1h,
-                      count(*) AS n, coalesce(avg(billing_amount), 0) AS mean,
-                      coalesce(max(billing_amount), 0) AS mx,
-                      coalesce(bool_or(lower(btrim(coalesce(merchant_id, merchant_name, ''))) = $5), false) AS seen
-               FROM card_transactions
-               WHERE card_id = $1 AND response_code = '00' AND kind IN ('purchase', 'incremental')
-                 AND created_at >= $2""",
-            card_id, now - timedelta(days=HISTORY_DAYS), now - timedelta(minutes=10),
-            now - timedelta(hours=1), merchant_key)
-        assert r is not None
-        return CardHistory(count_10m=r["c10"], amount_10m=r["a10"], count_1h=r["c1h"], amount_1h=r["a1h"],
-                           history_count=r["n"], history_mean=Decimal(r["mean"]).quantize(Decimal("0.000001")),
-                           history_max=r["mx"], seen_merchant=r["seen"])
+        return (await self.features(card_id, [], now, merchant_key, ""))[1]
 
     async def features(self, card_id: uuid.UUID, periods: list[str], now: datetime, merchant_key: str,
                        account_code: str) -> tuple[dict[str, Decimal], CardHistory, Decimal]:
+        """Spend counters, the risk history aggregates and the funding balance in one statement."""
         r = await self.conn.fetchrow(
             """SELECT (SELECT coalesce(jsonb_object_agg(period, amount::text), '{}'::jsonb) FROM card_spend
                        WHERE card_id = $1 AND period = ANY($6::text[])) AS spend,

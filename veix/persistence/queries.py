@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Numeric, Select, and_, cast, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from veix.domain.api_keys import ApiKey
@@ -141,6 +141,7 @@ async def transactions_page(
     conn: AsyncConnection, business_id: uuid.UUID, first: int, after: Any,
     types: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
     since: Any = None, until: Any = None, currency: str | None = None,
+    min_amount: Decimal | None = None, max_amount: Decimal | None = None,
 ) -> tuple[list[Transaction], bool]:
     """Newest-last keyset page of one business's transactions with simple filters."""
     stmt = select(transactions).where(transactions.c.business_id == business_id)
@@ -154,6 +155,15 @@ async def transactions_page(
         stmt = stmt.where(transactions.c.created_at < until)
     if currency:
         stmt = stmt.where(transactions.c.currency == currency)
+    if min_amount is not None or max_amount is not None:
+        # PostgreSQL compares NUMERIC exactly; SQLite keeps money as TEXT, compared
+        # as a number there (exact to about 15 significant digits).
+        amount = transactions.c.amount if conn.dialect.name == "postgresql" else \
+            cast(literal_column("transactions.amount"), Numeric)
+        if min_amount is not None:
+            stmt = stmt.where(amount >= (min_amount if conn.dialect.name == "postgresql" else float(min_amount)))
+        if max_amount is not None:
+            stmt = stmt.where(amount <= (max_amount if conn.dialect.name == "postgresql" else float(max_amount)))
     stmt = _after(stmt, transactions.c.created_at, transactions.c.id, after)
     stmt = stmt.order_by(transactions.c.created_at, transactions.c.id).limit(first + 1)
     rows = [m.transaction_from_row(r) for r in await conn.execute(stmt)]

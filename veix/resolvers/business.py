@@ -197,53 +197,41 @@ async def transactions_page(
             "since": flt.from_, "until": flt.to,
             "currency": parse_currency(flt.currency, field="filter.currency")
             if flt.currency else None,
+            "min_amount": flt.min_amount, "max_amount": flt.max_amount,
         }
     items, has_next = await ctx.read(
         lambda c: q.transactions_page(c, business_id, args.first, args.after, **kwargs))
-    if flt is not None and (flt.min_amount is not None or flt.max_amount is not None):
-        items = [t for t in items
-                 if (flt.min_amount is None or t.amount >= flt.min_amount)
-                 and (flt.max_amount is None or t.amount <= flt.max_amount)]
     total = await ctx.read(lambda c: q.count_transactions(c, business_id))
     return items, has_next, total
 
 
-async def get_transaction(ctx: Context, txn_gid: str) -> Transaction | None:
+async def _visible(ctx: Context, gid: str, type_name: str, fetch: Any, permission: str) -> Any:
+    """The object behind a global ID if the caller's business owns it and their
+    role grants ``permission``; None for a missing or foreign object alike."""
     try:
-        txn_id = from_global_id(txn_gid, "Transaction", field=["id"])
+        raw_id = from_global_id(gid, type_name, field=["id"])
     except NotFound:
         return None
-    found = await ctx.read(lambda c: q.transactions_by_ids(c, [txn_id]))
-    txn = found.get(txn_id)
-    if txn is None or await ctx.role_in(txn.business_id) is None:
+    obj = (await ctx.read(lambda c: fetch(c, [raw_id]))).get(raw_id)
+    if obj is None or await ctx.role_in(obj.business_id) is None:
         return None
-    await ctx.require(txn.business_id, "transactions:read", field=["id"])
+    await ctx.require(obj.business_id, permission, field=["id"])
+    return obj
+
+
+async def get_transaction(ctx: Context, txn_gid: str) -> Transaction | None:
+    txn: Transaction | None = await _visible(ctx, txn_gid, "Transaction", q.transactions_by_ids,
+                                             "transactions:read")
     return txn
 
 
 async def get_member(ctx: Context, member_gid: str) -> Membership | None:
-    try:
-        member_id = from_global_id(member_gid, "Member", field=["id"])
-    except NotFound:
-        return None
-    found = await ctx.read(lambda c: q.memberships_by_ids(c, [member_id]))
-    member = found.get(member_id)
-    if member is None or await ctx.role_in(member.business_id) is None:
-        return None
-    await ctx.require(member.business_id, "members:read", field=["id"])
+    member: Membership | None = await _visible(ctx, member_gid, "Member", q.memberships_by_ids, "members:read")
     return member
 
 
 async def get_api_key(ctx: Context, key_gid: str) -> ApiKey | None:
-    try:
-        key_id = from_global_id(key_gid, "ApiKey", field=["id"])
-    except NotFound:
-        return None
-    found = await ctx.read(lambda c: q.api_keys_by_ids(c, [key_id]))
-    key = found.get(key_id)
-    if key is None or await ctx.role_in(key.business_id) is None:
-        return None
-    await ctx.require(key.business_id, "api_keys:read", field=["id"])
+    key: ApiKey | None = await _visible(ctx, key_gid, "ApiKey", q.api_keys_by_ids, "api_keys:read")
     return key
 
 
