@@ -10,6 +10,7 @@ check is a set lookup and never blocks the event loop.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from contextlib import ExitStack
 from importlib.resources import as_file, files
@@ -82,6 +83,8 @@ class Authorizer:
         with ExitStack() as stack:
             model = model_path or stack.enter_context(as_file(package / _MODEL_FILE))
             policy = policy_path or stack.enter_context(as_file(package / _POLICY_FILE))
+            # casbin logs the whole model and policy at INFO on every load: keep it quiet.
+            logging.getLogger("casbin").setLevel(logging.WARNING)
             enforcer = casbin.Enforcer(str(model), str(policy))
         _check_policy(enforcer.get_policy())
         matrix = {
