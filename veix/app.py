@@ -3,6 +3,7 @@ and the Starlette app. Nothing else wires layers together."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hashlib
@@ -15,7 +16,7 @@ from typing import Any
 
 from broadcaster import Broadcast
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from veix.config import Settings, load_settings
 from veix.domain.cards import CardNetwork, validate_bin
@@ -23,6 +24,7 @@ from veix.domain.fx import DEFAULT_RATES, TableRates
 from veix.domain.risk import RiskPolicy, RulesScorer
 from veix.domain.services.authorize import AuthorizationConfig
 from veix.domain.services.cards import IssuingConfig
+from veix.events.dispatcher import OutboxDispatcher
 from veix.http.graphql import GraphQLEndpoint
 from veix.http.health import healthz, readyz_endpoint
 from veix.http.metrics import metrics_endpoint
@@ -30,6 +32,7 @@ from veix.http.network import network_routes
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
 from veix.resolvers.services import Services
+from veix.resolvers.subscriptions import SubscriptionView
 from veix.schema import build_schema
 from veix.security import passwords
 from veix.security.authz import Authorizer
@@ -120,9 +123,23 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         # scans of it (measured: a third of a nested query's time went to GC).
         gc.collect()
         gc.freeze()
+        stop_dispatch = asyncio.Event()
+        dispatching: asyncio.Task[None] | None = None
+        if settings.run_dispatcher:
+            dispatcher = OutboxDispatcher(services.engine, broadcast)
+            dispatching = asyncio.create_task(dispatcher.run_forever(stop_dispatch),
+                                              name="veix-outbox-dispatcher")
         try:
             yield
         finally:
+            if dispatching is not None:
+                stop_dispatch.set()
+                try:
+                    await asyncio.wait_for(dispatching, timeout=10)
+                except TimeoutError:
+                    log.warning("outbox dispatcher did not stop in 10s; cancelled")
+                except Exception:
+                    log.exception("outbox dispatcher failed")
             if services.fast_pool is not None:
                 await services.fast_pool.close()
             await broadcast.disconnect()
@@ -132,6 +149,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
     app = Starlette(
         routes=[
             Route("/graphql", endpoint.handle, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", SubscriptionView(schema, services)),
             Route("/healthz", healthz),
             Route("/readyz", readyz_endpoint(services.engine, broadcast_ping)),
             Route("/metrics", metrics_endpoint),
@@ -140,6 +158,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.broadcast = broadcast
     app.state.settings = settings
     app.state.schema = schema
     return app

@@ -333,9 +333,23 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
     for sig in handled:
         loop.add_signal_handler(sig, stop.set)
     jobs = background_jobs(engine, batch)
+    dispatching: asyncio.Task[None] | None = None
+    broadcast: Any = None
     try:
         if settings.is_sqlite:
             await migrate(engine)
+        if settings.is_memory_broadcast:
+            # In-process channels reach no server: the servers' own dispatchers publish.
+            log.info("outbox dispatcher not started: VEIX_BROADCAST_URL is memory://")
+        else:
+            from broadcaster import Broadcast
+
+            from veix.events.dispatcher import OutboxDispatcher
+
+            broadcast = Broadcast(settings.broadcast_url)
+            await broadcast.connect()
+            dispatching = asyncio.create_task(OutboxDispatcher(engine, broadcast).run_forever(stop))
+            log.info("outbox dispatcher started on %s", settings.broadcast_url.split("@")[-1])
         log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
                  "card holds and expiring cards", interval)
         while not stop.is_set():
@@ -352,6 +366,13 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
     finally:
+        stop.set()
+        if dispatching is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dispatching, timeout=10)
+        if broadcast is not None:
+            with contextlib.suppress(Exception):
+                await broadcast.disconnect()
         for sig in handled:
             loop.remove_signal_handler(sig)
         await engine.dispose()
@@ -757,11 +778,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser(
-        "worker", help="run background jobs (idempotency purge, hold and card expiry; outbox to come)",
+        "worker", help="run background jobs (idempotency purge, hold and card expiry, outbox dispatch)",
         description="Run background jobs until SIGTERM or SIGINT: every --interval seconds, purge "
         "expired idempotency keys, release card holds past their expiry and mark cards past their "
-        "expiry date EXPIRED. The outbox dispatcher (live events and outbound webhooks) "
-        "will join this loop in a later issue.",
+        "expiry date EXPIRED. With a redis:// VEIX_BROADCAST_URL it also runs the outbox "
+        "dispatcher continuously (live events; several workers take turns safely); set "
+        "VEIX_RUN_DISPATCHER=false on the servers to leave it to the workers.",
     )
     worker.add_argument("--interval", type=float, default=30.0,
                         help="seconds between runs (default 30)")

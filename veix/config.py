@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./veix.db"
     broadcast_url: str = "memory://"
+    # Publish outbox events from inside ``veix serve`` (off when only ``veix worker`` should).
+    run_dispatcher: bool = True
     secret_key: str | None = None
     vault_key: str | None = None
     network_secret: str | None = None

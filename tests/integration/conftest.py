@@ -44,7 +44,9 @@ async def app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     if is_postgres(url):
         await _reset_postgres(url)
     secrets = tmp_path_factory.mktemp("secrets") / "secrets.json"
-    settings = Settings(database_url=url, secrets_file=Path(secrets)).with_secrets()
+    # The outbox dispatcher is driven explicitly (tests/integration/test_outbox_dispatcher.py):
+    # a background one would race tests that count statements or inspect the outbox.
+    settings = Settings(database_url=url, secrets_file=Path(secrets), run_dispatcher=False).with_secrets()
     application = create_app(settings, migrate_on_start=True)
     async with application.router.lifespan_context(application):
         yield application

@@ -1,0 +1,270 @@
+"""The outbox dispatcher through real things: GraphQL funding writes the events, the app's
+broadcaster (memory), or a real Redis, carries them to a subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from broadcaster import Broadcast
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.conftest import TEST_REDIS_URL
+from tests.integration.conftest import Api
+from veix.app import create_app
+from veix.domain.errors import InvalidInput
+from veix.events.channels import (
+    EventMessage,
+    business_channel,
+    cursor_of,
+    replay,
+    seq_of_cursor,
+)
+from veix.events.dispatcher import OutboxDispatcher
+from veix.persistence.tables import outbox
+from veix.resolvers.ids import parse_global_id
+
+
+def raw(global_id: str) -> uuid.UUID:
+    return parse_global_id(global_id)[1]
+
+
+class Listener:
+    """Collects the EventMessages published on one channel."""
+
+    def __init__(self) -> None:
+        self.messages: list[EventMessage] = []
+
+    async def pump(self, subscriber: Any) -> None:
+        async for event in subscriber:
+            self.messages.append(EventMessage.from_json(event.message))
+
+    def of_type(self, event_type: str) -> list[EventMessage]:
+        return [m for m in self.messages if m.type == event_type]
+
+    async def wait_for(self, predicate: Any, within: float = 5.0, drive: Any = None) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out; got {self.messages}"
+            if drive is not None:
+                await drive()
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def listening(broadcast: Broadcast, channel: str) -> AsyncIterator[Listener]:
+    listener = Listener()
+    async with broadcast.subscribe(channel) as subscriber:
+        task = asyncio.create_task(listener.pump(subscriber))
+        try:
+            yield listener
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def drain(dispatcher: OutboxDispatcher) -> int:
+    total = 0
+    for _ in range(1000):
+        count = await dispatcher.run_once()
+        total += count
+        if count == 0:
+            return total
+    raise AssertionError("the outbox never drained")
+
+
+async def dispatched_at(app: Any, ids: list[uuid.UUID]) -> list[datetime | None]:
+    async with app.state.services.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.id, outbox.c.dispatched_at)
+                                   .where(outbox.c.id.in_(ids)))).all()
+    found = {row.id: row.dispatched_at for row in rows}
+    return [found[i] for i in ids]
+
+
+async def fund(api: Api, token: str, business_id: str, amount: str) -> None:
+    body = await api.fund(token, business_id, amount)
+    assert "errors" not in body and body["data"]["fundBusiness"]["userErrors"] == [], body
+
+
+def test_cursor_round_trip_and_malformed_cursors() -> None:
+    assert seq_of_cursor(cursor_of(42)) == 42
+    assert cursor_of(42) != "42"
+    for bad in ("", "!!!", cursor_of(1)[:-1] + "$", "ZXZ0Og", "Zm9vOjE", "ZXZ0Oi0x"):
+        with pytest.raises(InvalidInput) as caught:
+            seq_of_cursor(bad)
+        assert caught.value.field == ["after"]
+    message = EventMessage(7, uuid.uuid4(), uuid.uuid4(), "transaction.created", {"a": "1.00"},
+                           datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert EventMessage.from_json(message.to_json()) == message
+    assert business_channel(message.business_id) == f"veix.business.{message.business_id}"
+
+
+async def test_funding_events_reach_the_channel_in_seq_order_and_are_marked(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    token, business_id = owner
+    broadcast = app.state.broadcast
+    dispatcher = OutboxDispatcher(app.state.services.engine, broadcast)
+    await drain(dispatcher)  # what earlier tests left
+    async with listening(broadcast, business_channel(raw(business_id))) as listener:
+        for amount in ("10.00", "20.00", "30.00"):
+            await fund(api, token, business_id, amount)
+        await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 3,
+                                drive=dispatcher.run_once)
+        created = listener.of_type("transaction.created")
+        assert len(created) == 3
+        seqs = [m.seq for m in created]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        assert all(m.business_id == raw(business_id) for m in listener.messages)
+        assert all(at is not None for at in await dispatched_at(app, [m.id for m in created]))
+
+        # Replay after the first: exactly the later events of this business, in order.
+        later = await replay(app.state.services.engine, raw(business_id), created[0].seq)
+        assert [m.id for m in later] == [m.id for m in listener.messages if m.seq > created[0].seq]
+        assert [m.seq for m in later if m.type == "transaction.created"] == seqs[1:]
+        assert await replay(app.state.services.engine, raw(business_id), created[-1].seq) == [
+            m for m in listener.messages if m.seq > created[-1].seq]
+        assert await replay(app.state.services.engine, uuid.uuid4(), 0) == []
+
+        # Nothing new: a second run publishes nothing.
+        seen = len(listener.messages)
+        assert await dispatcher.run_once() == 0
+        await asyncio.sleep(0.1)
+        assert len(listener.messages) == seen
+
+
+class CrashBeforeCommit(OutboxDispatcher):
+    """Publishes, marks, then dies before COMMIT: the mark rolls back."""
+
+    async def _publish_and_mark(self, conn: AsyncConnection, horizon: int | None) -> int:
+        await super()._publish_and_mark(conn, horizon)
+        raise RuntimeError("killed between publish and commit")
+
+
+async def test_rows_published_but_not_marked_are_published_again_with_the_same_id_and_seq(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    token, business_id = owner
+    broadcast = app.state.broadcast
+    engine = app.state.services.engine
+    await drain(OutboxDispatcher(engine, broadcast))
+    async with listening(broadcast, business_channel(raw(business_id))) as listener:
+        await fund(api, token, business_id, "15.00")
+
+        crashing = CrashBeforeCommit(engine, broadcast)
+
+        async def crash() -> None:
+            with pytest.raises(RuntimeError, match="killed"):
+                await crashing.run_once()
+
+        await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 1, drive=crash)
+        first = listener.of_type("transaction.created")[0]
+        assert await dispatched_at(app, [first.id]) == [None]
+
+        restarted = OutboxDispatcher(engine, broadcast)
+        await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 2,
+                                drive=restarted.run_once)
+        again = listener.of_type("transaction.created")[1]
+        assert (again.id, again.seq, again.payload) == (first.id, first.seq, first.payload)
+        assert (await dispatched_at(app, [first.id]))[0] is not None
+        assert await drain(restarted) == 0
+
+
+async def test_platform_events_go_to_the_platform_channel(app: Any) -> None:
+    broadcast = app.state.broadcast
+    engine = app.state.services.engine
+    dispatcher = OutboxDispatcher(engine, broadcast)
+    await drain(dispatcher)
+    event_id = uuid.uuid4()
+    async with listening(broadcast, "veix.platform") as listener:
+        async with engine.begin() as conn:
+            await conn.execute(insert(outbox).values(
+                id=event_id, business_id=None, event_type="platform.test", payload={"x": 1},
+                created_at=datetime.now(UTC)))
+        await listener.wait_for(lambda: any(m.id == event_id for m in listener.messages),
+                                drive=dispatcher.run_once)
+    assert (await dispatched_at(app, [event_id]))[0] is not None
+
+
+async def test_the_app_runs_the_dispatcher_in_the_background(app: Any, owner: tuple[str, str]) -> None:
+    token, business_id = owner
+    settings = app.state.settings.model_copy(update={"run_dispatcher": True})
+    live = create_app(settings, migrate_on_start=False)
+    async with live.router.lifespan_context(live):
+        transport = httpx.ASGITransport(app=live)
+        async with httpx.AsyncClient(transport=transport, base_url="http://veix.test") as client:
+            async with listening(live.state.broadcast, business_channel(raw(business_id))) as listener:
+                await fund(Api(client), token, business_id, "12.34")
+                await listener.wait_for(lambda: any(
+                    m.type == "transaction.created" for m in listener.messages), within=10)
+
+
+@pytest.mark.postgres
+async def test_a_lower_seq_committing_late_is_not_overtaken(app: Any) -> None:
+    """seq is taken at INSERT: a transaction holding a lower seq that commits after a higher one
+    holds the higher one back, and both are published in seq order."""
+    engine = app.state.services.engine
+    broadcast = app.state.broadcast
+    dispatcher = OutboxDispatcher(engine, broadcast)
+    await drain(dispatcher)
+    business = uuid.uuid4()
+
+    def row(event_type: str) -> dict[str, Any]:
+        return {"id": uuid.uuid4(), "business_id": business, "event_type": event_type,
+                "payload": {}, "created_at": datetime.now(UTC)}
+
+    slow_row, fast_row = row("slow"), row("fast")
+    async with listening(broadcast, business_channel(business)) as listener:
+        async with engine.connect() as slow:
+            await slow.begin()
+            # A real unit of work has written before its outbox insert: it has a transaction id.
+            await slow.execute(text("SELECT pg_current_xact_id()"))
+            await slow.execute(insert(outbox).values(**slow_row))
+            async with engine.begin() as fast:
+                await fast.execute(insert(outbox).values(**fast_row))
+            for _ in range(5):
+                await dispatcher.run_once()
+            assert await dispatched_at(app, [fast_row["id"]]) == [None]
+            await slow.commit()
+        await listener.wait_for(lambda: len(listener.messages) >= 2, drive=dispatcher.run_once)
+        assert [m.type for m in listener.messages] == ["slow", "fast"]
+        assert listener.messages[0].seq < listener.messages[1].seq
+
+
+@pytest.mark.redis
+async def test_delivery_over_real_redis(app: Any, api: Api, owner: tuple[str, str]) -> None:
+    """broadcaster 0.3.1 over redis-py < 8 (pinned: with 8 its Redis backend delivers nothing)."""
+    import redis.asyncio as aioredis
+
+    token, business_id = owner
+    channel = business_channel(raw(business_id))
+    publisher, subscriber = Broadcast(TEST_REDIS_URL), Broadcast(TEST_REDIS_URL)
+    probe = aioredis.from_url(TEST_REDIS_URL)
+    await publisher.connect()
+    await subscriber.connect()
+    try:
+        dispatcher = OutboxDispatcher(app.state.services.engine, publisher)
+        await drain(dispatcher)
+        async with listening(subscriber, channel) as listener:
+            # SUBSCRIBE travels on another connection than PUBLISH: wait until Redis has it.
+            deadline = time.monotonic() + 5
+            while (await probe.pubsub_numsub(channel))[0][1] < 1:
+                assert time.monotonic() < deadline, "SUBSCRIBE never reached Redis"
+                await asyncio.sleep(0.01)
+            await fund(api, token, business_id, "42.00")
+            await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 1,
+                                    drive=dispatcher.run_once)
+            message = listener.of_type("transaction.created")[0]
+            assert message.business_id == raw(business_id)
+            assert (await dispatched_at(app, [message.id]))[0] is not None
+    finally:
+        await subscriber.disconnect()
+        await publisher.disconnect()
+        await probe.aclose()
