@@ -332,3 +332,37 @@ async def card_transaction_counts(
             .group_by(card_transactions.c.card_id))
     counts = {r[0]: int(r[1]) for r in await conn.execute(stmt)}
     return {cid: counts.get(cid, 0) for cid in card_ids}
+
+
+# ================================================================= fraud alerts
+# Batched read of the fraud_alerts table for the fraudAlerts subscription
+# (veix.schema.subscriptions).
+
+from dataclasses import dataclass  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+from veix.persistence.tables import fraud_alerts  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class FraudAlertRow:
+    id: uuid.UUID
+    business_id: uuid.UUID
+    card_id: uuid.UUID | None
+    transaction_id: uuid.UUID | None
+    card_transaction_id: uuid.UUID | None
+    risk_score: float
+    reasons: tuple[str, ...]
+    action: str
+    created_at: datetime
+
+
+async def fraud_alerts_by_ids(
+    conn: AsyncConnection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, FraudAlertRow]:
+    rows = await conn.execute(select(fraud_alerts).where(fraud_alerts.c.id.in_(set(ids))))
+    return {r.id: FraudAlertRow(id=r.id, business_id=r.business_id, card_id=r.card_id,
+                                transaction_id=r.transaction_id, card_transaction_id=r.card_transaction_id,
+                                risk_score=float(r.risk_score), reasons=tuple(r.reasons or ()),
+                                action=r.action, created_at=r.created_at)
+            for r in rows}

@@ -17,6 +17,7 @@ from strawberry.tools import merge_types
 from veix.schema.card_mutations import CardMutation
 from veix.schema.mutations import Mutation
 from veix.schema.query import Query
+from veix.schema.subscriptions import Subscription
 from veix.schema.types.business import ApiKey, Business, Member, Transaction, User
 from veix.schema.types.cards import Card, CardTransaction
 
@@ -35,6 +36,7 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
     return QuietSchema(
         query=Query,
         mutation=mutation,
+        subscription=Subscription,
         types=[Business, Member, User, ApiKey, Transaction, Card, CardTransaction],
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=max_tokens),

@@ -1,0 +1,216 @@
+"""The ``Subscription`` type: live card transactions, fraud alerts and
+transaction updates of a business, over ``graphql-transport-ws`` and the
+legacy ``graphql-ws`` (see veix.resolvers.subscriptions for the stream)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from veix.domain.errors import NotFound
+from veix.events.channels import EventMessage
+from veix.persistence import queries as q
+from veix.resolvers import cards as rc
+from veix.resolvers import loaders
+from veix.resolvers import subscriptions as rs
+from veix.resolvers.context import Context
+from veix.resolvers.ids import from_global_id
+from veix.schema.types.business import Business, Transaction
+from veix.schema.types.cards import Card, CardTransaction
+from veix.schema.types.common import gid
+
+
+@strawberry.type(description="A card authorization the risk engine flagged for review or declined.")
+class FraudAlert:
+    risk_score: float = strawberry.field(description="Fraud score in [0, 1].")
+    reasons: list[str] = strawberry.field(description="The fraud rules that contributed to the score.")
+    action: str = strawberry.field(description="What the risk policy did: review or decline.")
+    created_at: datetime = strawberry.field(description="When the alert was raised (UTC).")
+    raw: strawberry.Private[q.FraudAlertRow]
+
+    @classmethod
+    def of(cls, a: q.FraudAlertRow) -> FraudAlert:
+        return cls(risk_score=a.risk_score, reasons=list(a.reasons), action=a.action,
+                   created_at=a.created_at, raw=a)
+
+    @strawberry.field(description="Global ID.")
+    def id(self) -> strawberry.ID:
+        return gid("FraudAlert", self.raw.id)
+
+    @strawberry.field(description="The business of the card.")
+    async def business(self, info: Info[Context, None]) -> Business:
+        b = await loaders.businesses(info.context).load(self.raw.business_id)
+        if b is None:
+            raise NotFound("Business not found")
+        return Business.of(b)
+
+    @strawberry.field(description="The card the authorization was for.")
+    async def card(self, info: Info[Context, None]) -> Card | None:
+        if self.raw.card_id is None:
+            return None
+        c = await rc.cards(info.context).load(self.raw.card_id)
+        return Card.of(c) if c is not None else None
+
+    @strawberry.field(description="The CARD_AUTHORIZATION transaction recording the authorization.")
+    async def transaction(self, info: Info[Context, None]) -> Transaction | None:
+        if self.raw.transaction_id is None:
+            return None
+        t = await rc.transactions(info.context).load(self.raw.transaction_id)
+        return Transaction.of(t) if t is not None else None
+
+
+@strawberry.type(description="A card authorization was created or changed.")
+class CardTransactionEvent:
+    cursor: str = strawberry.field(
+        description="Opaque cursor of this event: pass it as `after` to resume after it.")
+    kind: str = strawberry.field(
+        description="What happened: card_transaction.created, .cleared, .reversed, .expired, "
+                    ".approved_for_retry or .rejected.")
+    card_transaction: CardTransaction = strawberry.field(
+        description="The card transaction as it is now.")
+
+
+@strawberry.type(description="The risk engine raised a fraud alert.")
+class FraudAlertEvent:
+    cursor: str = strawberry.field(
+        description="Opaque cursor of this event: pass it as `after` to resume after it.")
+    alert: FraudAlert = strawberry.field(description="The alert.")
+
+
+@strawberry.type(description="A transaction of the business was created or changed.")
+class TransactionEvent:
+    cursor: str = strawberry.field(
+        description="Opaque cursor of this event: pass it as `after` to resume after it.")
+    kind: str = strawberry.field(
+        description="What happened: transaction.created, or a card_transaction.* event of the card "
+                    "authorization the transaction records (its status follows the authorization).")
+    transaction: Transaction = strawberry.field(description="The transaction as it is now.")
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+BUSINESS_ID = ["businessId"]
+
+
+@strawberry.type(description="Live events of a business. Authenticate in `connection_init` with "
+                             "`{\"authorization\": \"Bearer <access token or API key>\"}`. Pass the "
+                             "cursor of the last event received as `after` to receive what you "
+                             "missed (kept 7 days) before the live events, with no gap and no "
+                             "duplicate. A subscriber more than 1,000 events behind is ended with "
+                             "an error naming the cursor to resume from.")
+class Subscription:
+    @strawberry.subscription(description="Card authorizations of the business as they are decided and "
+                                         "as they change (clearing, reversal, expiry, approval). Needs "
+                                         "cards:read; a cardholder receives only their own cards' events.")
+    async def card_transactions(
+        self, info: Info[Context, None], business_id: strawberry.ID, card_id: strawberry.ID | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[CardTransactionEvent, None]:
+        ctx = info.context
+        stream: AsyncGenerator[EventMessage, None] | None = None
+        try:
+            bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
+            scope = await rc.cardholder_scope(ctx, bid)
+            only_card: uuid.UUID | None = None
+            if card_id is not None:
+                only_card = from_global_id(card_id, "Card", field=["cardId"])
+                card = await rc.cards(ctx).load(only_card)
+                if card is None or card.business_id != bid or not await rc.visible(ctx, card):
+                    raise NotFound("No Card with this ID", field=["cardId"])
+            holders: dict[uuid.UUID, uuid.UUID | None] = {}
+
+            async def mine(card_uuid: uuid.UUID) -> bool:
+                if scope is None:
+                    return True
+                if card_uuid not in holders:
+                    if len(holders) > 10_000:
+                        holders.clear()
+                    found = await ctx.read(lambda c: q.cards_by_ids(c, [card_uuid]))
+                    holders[card_uuid] = found[card_uuid].cardholder_id if card_uuid in found else None
+                return holders[card_uuid] == scope
+
+            check = rs.access_check(ctx, bid, ("cards:read_own",) if scope is not None else ("cards:read",))
+            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            async for msg in stream:
+                if not msg.type.startswith("card_transaction."):
+                    continue
+                ct_id, c_id = _uuid(msg.payload.get("card_transaction_id")), _uuid(msg.payload.get("card_id"))
+                if ct_id is None or c_id is None or (only_card is not None and c_id != only_card):
+                    continue
+                if not await mine(c_id):
+                    continue
+                auth = await rc.card_transactions(ctx).load(ct_id)
+                if auth is None or auth.business_id != bid:
+                    continue
+                yield CardTransactionEvent(cursor=msg.cursor, kind=msg.type,
+                                           card_transaction=CardTransaction.of(auth))
+        finally:
+            if stream is not None:  # unsubscribe now, not when the collector finds it
+                await stream.aclose()
+            await rs.release(ctx)  # the checks or the last event may hold a connection
+
+    @strawberry.subscription(description="Fraud alerts of the business's cards as the risk engine "
+                                         "raises them. Needs transactions:read and cards:read.")
+    async def fraud_alerts(
+        self, info: Info[Context, None], business_id: strawberry.ID, after: str | None = None,
+    ) -> AsyncGenerator[FraudAlertEvent, None]:
+        ctx = info.context
+        stream: AsyncGenerator[EventMessage, None] | None = None
+        try:
+            bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
+            await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
+            await ctx.require(bid, "cards:read", field=BUSINESS_ID)
+            check = rs.access_check(ctx, bid, ("transactions:read", "cards:read"))
+            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            async for msg in stream:
+                if msg.type != "fraud_alert.created":
+                    continue
+                alert_id = _uuid(msg.payload.get("alert_id"))
+                if alert_id is None:
+                    continue
+                found = await ctx.read(lambda c, i=alert_id: q.fraud_alerts_by_ids(c, [i]))  # type: ignore[misc]
+                alert = found.get(alert_id)
+                if alert is None or alert.business_id != bid:
+                    continue
+                yield FraudAlertEvent(cursor=msg.cursor, alert=FraudAlert.of(alert))
+        finally:
+            if stream is not None:  # unsubscribe now, not when the collector finds it
+                await stream.aclose()
+            await rs.release(ctx)  # the checks or the last event may hold a connection
+
+    @strawberry.subscription(description="Transactions of the business (funding, card authorizations, "
+                                         "payments) as they are created and change. Needs "
+                                         "transactions:read.")
+    async def transaction_updates(
+        self, info: Info[Context, None], business_id: strawberry.ID, after: str | None = None,
+    ) -> AsyncGenerator[TransactionEvent, None]:
+        ctx = info.context
+        stream: AsyncGenerator[EventMessage, None] | None = None
+        try:
+            bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
+            await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
+            check = rs.access_check(ctx, bid, ("transactions:read",))
+            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            async for msg in stream:
+                if not msg.type.startswith(("transaction.", "card_transaction.")):
+                    continue
+                t_id = _uuid(msg.payload.get("transaction_id"))
+                if t_id is None:
+                    continue
+                t = await rc.transactions(ctx).load(t_id)
+                if t is None or t.business_id != bid:
+                    continue
+                yield TransactionEvent(cursor=msg.cursor, kind=msg.type, transaction=Transaction.of(t))
+        finally:
+            if stream is not None:  # unsubscribe now, not when the collector finds it
+                await stream.aclose()
+            await rs.release(ctx)  # the checks or the last event may hold a connection
