@@ -25,6 +25,7 @@ from veix.domain.risk import RiskPolicy, RulesScorer
 from veix.domain.services.authorize import AuthorizationConfig
 from veix.domain.services.cards import IssuingConfig
 from veix.events.dispatcher import OutboxDispatcher
+from veix.events.webhooks import WebhookDeliverer
 from veix.http.graphql import GraphQLEndpoint
 from veix.http.health import healthz, readyz_endpoint
 from veix.http.metrics import metrics_endpoint
@@ -87,6 +88,7 @@ def build_services(settings: Settings, broadcast: Any = None) -> Services:
         hasher=Argon2Hasher(),
         refresh_ttl_days=settings.refresh_token_days,
         live_keys=settings.env == "production",
+        webhook_strict_urls=settings.env == "production",
         broadcast=broadcast,
         **build_card_parts(settings),
     )
@@ -125,10 +127,14 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         gc.freeze()
         stop_dispatch = asyncio.Event()
         dispatching: asyncio.Task[None] | None = None
+        delivering: asyncio.Task[None] | None = None
         if settings.run_dispatcher:
             dispatcher = OutboxDispatcher(services.engine, broadcast)
             dispatching = asyncio.create_task(dispatcher.run_forever(stop_dispatch),
                                               name="veix-outbox-dispatcher")
+            delivering = asyncio.create_task(
+                WebhookDeliverer(services.engine, services.vault.vault).run_forever(stop_dispatch),
+                name="veix-webhook-deliverer")
         try:
             yield
         finally:
@@ -140,6 +146,14 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
                     log.warning("outbox dispatcher did not stop in 10s; cancelled")
                 except Exception:
                     log.exception("outbox dispatcher failed")
+            if delivering is not None:
+                stop_dispatch.set()
+                try:
+                    await asyncio.wait_for(delivering, timeout=15)
+                except TimeoutError:
+                    log.warning("webhook deliverer did not stop in 15s; cancelled")
+                except Exception:
+                    log.exception("webhook deliverer failed")
             if services.fast_pool is not None:
                 await services.fast_pool.close()
             await broadcast.disconnect()

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from veix.events.channels import EventMessage, channel_of
 from veix.persistence.engine import WRITE
 from veix.persistence.tables import outbox
+from veix.persistence.webhooks import fan_out
 
 log = logging.getLogger("veix.events.dispatcher")
 
@@ -134,9 +135,13 @@ class OutboxDispatcher:
         for row in rows:
             message = EventMessage.from_row(row)
             await self.broadcast.publish(channel_of(row.business_id), message.to_json())
+        now = datetime.now(UTC)
+        # Outbound webhooks: queue the deliveries in the transaction that marks the rows, so an
+        # event is fanned out exactly once however often it is published (veix.events.webhooks).
+        await fan_out(conn, rows, now)
         await conn.execute(
             update(outbox).where(outbox.c.seq.in_([row.seq for row in rows]))
-            .values(dispatched_at=datetime.now(UTC)))
+            .values(dispatched_at=now))
         return len(rows)
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -314,3 +314,43 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+# Outbound webhooks (migration 0003). The secret is sealed by the vault ("keyid:base64", AAD
+# "webhook:" + endpoint id); event_types NULL means every event.
+webhook_endpoints = Table(
+    "webhook_endpoints", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    Column("description", String(500)),
+    Column("event_types", JSONType),
+    Column("secret_encrypted", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("disabled_reason", String(200)),
+    Column("failure_count", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (endpoint, outbox event): the delivery log and the retry queue.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("endpoint_id", Uuid, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("business_id", Uuid, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_seq", BigInteger),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSONType, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+)

@@ -27,3 +27,6 @@ class Services:
     rates: Any = None  # veix.domain.fx.ExchangeRateProvider
     network_secret: str = ""
     fast_pool: Any = None  # asyncpg pool for the authorization hot path (PostgreSQL only)
+    # Webhook endpoint URLs: https only, no private/loopback hosts (production). Development
+    # (False) also allows http and local receivers.
+    webhook_strict_urls: bool = True

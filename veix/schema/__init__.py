@@ -20,6 +20,7 @@ from veix.schema.query import Query
 from veix.schema.subscriptions import Subscription
 from veix.schema.types.business import ApiKey, Business, Member, Transaction, User
 from veix.schema.types.cards import Card, CardTransaction
+from veix.schema.webhook_mutations import WebhookMutation
 
 
 def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.Schema:
@@ -31,7 +32,7 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
     # limiter re-created per request (QueryDepthLimiter makes a new class in
     # its __init__) would make every validation a cache miss.
     rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(30)]
-    mutation = merge_types("Mutation", (Mutation, CardMutation))
+    mutation = merge_types("Mutation", (Mutation, CardMutation, WebhookMutation))
     mutation.__strawberry_definition__.description = Mutation.__strawberry_definition__.description  # type: ignore[attr-defined]
     return QuietSchema(
         query=Query,

@@ -37,6 +37,7 @@ from veix.schema.types.common import (
 
 if TYPE_CHECKING:
     from veix.schema.types.cards import CardConnection, CardStatus
+    from veix.schema.types.webhooks import WebhookEndpoint
 
 
 @strawberry.type(description="A postal address.")
@@ -332,6 +333,14 @@ class Business(Node):
         from veix.schema.types.cards import business_cards
 
         return await business_cards(info, self.raw_id, first, after, status)
+
+    @strawberry.field(description="Webhook endpoints of the business, oldest first (needs webhooks:manage).")
+    async def webhook_endpoints(
+        self, info: Info[Context, None],
+    ) -> list[Annotated[WebhookEndpoint, strawberry.lazy("veix.schema.types.webhooks")]]:
+        from veix.schema.types.webhooks import business_webhook_endpoints
+
+        return await business_webhook_endpoints(info, self.raw_id)
 
     @strawberry.field(description="Money movements of the business, oldest first.")
     async def transactions(self, info: Info[Context, None], first: int | None = None,
