@@ -334,6 +334,7 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     jobs = background_jobs(engine, batch)
     dispatching: asyncio.Task[None] | None = None
+    delivering: asyncio.Task[None] | None = None
     broadcast: Any = None
     try:
         if settings.is_sqlite:
@@ -350,6 +351,13 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
             await broadcast.connect()
             dispatching = asyncio.create_task(OutboxDispatcher(engine, broadcast).run_forever(stop))
             log.info("outbox dispatcher started on %s", settings.broadcast_url.split("@")[-1])
+        from veix.events.webhooks import WebhookDeliverer
+        from veix.security.vault import Vault
+
+        assert settings.vault_key is not None
+        delivering = asyncio.create_task(
+            WebhookDeliverer(engine, Vault.from_setting(settings.vault_key)).run_forever(stop))
+        log.info("webhook deliverer started")
         log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
                  "card holds and expiring cards", interval)
         while not stop.is_set():
@@ -370,6 +378,9 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         if dispatching is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(dispatching, timeout=10)
+        if delivering is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delivering, timeout=15)
         if broadcast is not None:
             with contextlib.suppress(Exception):
                 await broadcast.disconnect()
@@ -591,6 +602,78 @@ def cmd_bench_authorize(args: argparse.Namespace) -> int:
     print(json.dumps(result.to_json(), indent=2) if args.json else format_result(result))
     if not result.completed:
         print(f"veix bench authorize: no authorization was answered by {args.url}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bench_token(settings: Settings) -> str:
+    """An access token of the bench owner (``bench setup-cards``), signed with the local secret key."""
+    from sqlalchemy import select
+
+    from veix.persistence.tables import users
+    from veix.security.tokens import TokenService
+
+    async def owner(engine: AsyncEngine) -> Any:
+        async with engine.connect() as conn:
+            return (await conn.execute(select(users.c.id).where(users.c.email == BENCH_EMAIL))).scalar()
+
+    user_id = _with_engine(settings, owner)
+    if user_id is None:
+        raise CliError(f"veix bench fanout: no {BENCH_EMAIL} in the database: run `veix bench setup-cards` "
+                       "first, or pass --token")
+    assert settings.secret_key is not None
+    tokens = TokenService(settings.secret_key, access_ttl=timedelta(minutes=settings.access_token_minutes))
+    return str(tokens.issue_access(user_id)[0])
+
+
+def cmd_bench_fanout(args: argparse.Namespace) -> int:
+    import uuid
+
+    from veix.bench_fanout import format_fanout, run_fanout_bench
+    from veix.resolvers.ids import to_global_id
+
+    if args.subscribers < 1 or args.authorizations < 1:
+        raise CliError("veix bench fanout: --subscribers and --authorizations must be at least 1")
+    if args.rate is not None and not args.rate > 0:
+        raise CliError("veix bench fanout: --rate must be a positive number per second")
+    if not args.wait > 0:
+        raise CliError("veix bench fanout: --wait must be a positive number of seconds")
+    try:
+        import websockets  # noqa: F401
+    except ImportError:
+        raise CliError("veix bench fanout: needs the websockets package: pip install websockets") from None
+    secret = _network_secret(args)
+    cards = _load_cards(Path(args.cards_file))
+    business = args.business_id or cards[0].business_id
+    if not business:
+        raise CliError("veix bench fanout: the cards file names no business: pass --business-id")
+    try:
+        raw_business = uuid.UUID(business)
+    except ValueError:
+        from veix.domain.errors import VeixError
+        from veix.resolvers.ids import parse_global_id
+
+        try:
+            raw_business = parse_global_id(business)[1]
+        except VeixError:
+            raise CliError(f"veix bench fanout: --business-id {business!r} is not a business id") from None
+    mine = [card for card in cards if card.business_id in (None, str(raw_business))]
+    if not mine:
+        raise CliError(f"veix bench fanout: no card of business {raw_business} in {args.cards_file}")
+    token = args.token or os.environ.get("VEIX_BENCH_TOKEN") or _bench_token(_settings(with_secrets=True))
+    try:
+        result = _run_fast(run_fanout_bench(
+            args.url or ["http://127.0.0.1:8000"], token, to_global_id("Business", raw_business), mine, secret,
+            subscribers=args.subscribers, authorizations=args.authorizations,
+            auth_urls=args.auth_url or None, rate=args.rate, wait=args.wait, seed=args.seed,
+            connect_timeout=args.timeout, request_timeout=args.timeout,
+            progress=lambda text: print(text, file=sys.stderr, flush=True)))
+    except ValueError as exc:
+        raise CliError(f"veix bench fanout: {exc}") from None
+    print(json.dumps(result.to_json(), indent=2) if args.json else format_fanout(result))
+    if not result.connected or not result.expected:
+        print("veix bench fanout: no subscriber was live or no authorization made a card transaction",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -868,6 +951,46 @@ def build_parser() -> argparse.ArgumentParser:
                            help="HTTP client: raw (minimal HTTP/1.1 on asyncio, default: ~15x less "
                            "client CPU) or httpx (to cross-check)")
     authorize.set_defaults(func=cmd_bench_authorize)
+
+    fanout = bench_sub.add_parser(
+        "fanout", help="N websocket subscribers on one business, M authorizations: delivery latency, "
+        "lost and duplicated events",
+        description="Starts no server: opens --subscribers graphql-transport-ws subscriptions to "
+        "cardTransactions of one business on the --url servers (round-robin), proves them live with "
+        "a few probe authorizations, then sends --authorizations signed authorizations over that "
+        "business's cards (to the --auth-url servers, round-robin, default the --url ones) at --rate "
+        "per second and prints the delivery latency from each authorization's HTTP answer (sent after "
+        "its commit) to its receipt at each subscriber (p50/p90/p99/max), and the lost (not received "
+        "within --wait seconds) and duplicated events per subscriber. Needs the websockets package. "
+        "Exit 1 if no subscriber was live or nothing was expected.",
+    )
+    fanout.add_argument("--url", action="append", default=None,
+                        help="a server the subscribers connect to (repeatable: spread round-robin; "
+                        "default http://127.0.0.1:8000)")
+    fanout.add_argument("--auth-url", action="append", default=None,
+                        help="a server to send the authorizations to (repeatable: round-robin; "
+                        "default the --url servers)")
+    fanout.add_argument("--subscribers", type=int, default=100, help="websocket subscribers (default 100)")
+    fanout.add_argument("--authorizations", type=int, default=100,
+                        help="measured authorizations (default 100)")
+    fanout.add_argument("--rate", type=float, default=10.0,
+                        help="authorizations per second (default 10)")
+    fanout.add_argument("--cards-file", default="cards.json",
+                        help="cards from `veix bench setup-cards` (default cards.json); only those of "
+                        "the business are used")
+    fanout.add_argument("--business-id", default=None,
+                        help="the business (UUID or global ID; default: the first card's)")
+    fanout.add_argument("--token", default=None,
+                        help="access token or API key for the subscribers (default: VEIX_BENCH_TOKEN, "
+                        "else an access token of the bench owner made with the local secret key)")
+    fanout.add_argument("--secret", default=None, help=secret_help)
+    fanout.add_argument("--seed", type=int, default=None, help="random seed for merchants and amounts")
+    fanout.add_argument("--wait", type=float, default=10.0,
+                        help="seconds to wait for deliveries after the last answer (default 10)")
+    fanout.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds for one connection, subscription or answer (default 30)")
+    fanout.add_argument("--json", action="store_true", help="print the result as JSON")
+    fanout.set_defaults(func=cmd_bench_fanout)
 
     setup = bench_sub.add_parser(
         "setup-cards", help="create funded businesses and test cards for the benchmark (development only)",
