@@ -148,7 +148,7 @@ class Subscription:
                     continue
                 if not await mine(c_id):
                     continue
-                auth = await rc.card_transactions(ctx).load(ct_id)
+                auth = await rs.load_shared(ctx.services, "card_transaction", msg.seq, ct_id)
                 if auth is None or auth.business_id != bid:
                     continue
                 yield CardTransactionEvent(cursor=msg.cursor, kind=msg.type,
@@ -177,8 +177,7 @@ class Subscription:
                 alert_id = _uuid(msg.payload.get("alert_id"))
                 if alert_id is None:
                     continue
-                found = await ctx.read(lambda c, i=alert_id: q.fraud_alerts_by_ids(c, [i]))  # type: ignore[misc]
-                alert = found.get(alert_id)
+                alert = await rs.load_shared(ctx.services, "fraud_alert", msg.seq, alert_id)
                 if alert is None or alert.business_id != bid:
                     continue
                 yield FraudAlertEvent(cursor=msg.cursor, alert=FraudAlert.of(alert))
@@ -206,7 +205,7 @@ class Subscription:
                 t_id = _uuid(msg.payload.get("transaction_id"))
                 if t_id is None:
                     continue
-                t = await rc.transactions(ctx).load(t_id)
+                t = await rs.load_shared(ctx.services, "transaction", msg.seq, t_id)
                 if t is None or t.business_id != bid:
                     continue
                 yield TransactionEvent(cursor=msg.cursor, kind=msg.type, transaction=Transaction.of(t))
