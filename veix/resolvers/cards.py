@@ -55,6 +55,7 @@ from veix.persistence import queries as q
 from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.resolvers.context import Context
 from veix.resolvers.ids import from_global_id, parse_global_id
+from veix.resolvers.loaders import by_ids
 from veix.resolvers.network import run_authorization
 from veix.resolvers.pagination import PageArgs
 from veix.security import totp
@@ -527,19 +528,11 @@ def _candidate_periods(now: datetime) -> list[str]:
 # ---------------------------------------------------------------- DataLoaders (one statement per batch)
 
 def cards(ctx: Context) -> DataLoader[uuid.UUID, Card | None]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[Card | None]:
-        found = await ctx.read(lambda c: q.cards_by_ids(c, ids))
-        return [found.get(i) for i in ids]
-
-    return ctx.loader("cards", batch)
+    return by_ids(ctx, "cards", q.cards_by_ids)
 
 
 def controls(ctx: Context) -> DataLoader[uuid.UUID, CardControls]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[CardControls]:
-        found = await ctx.read(lambda c: q.controls_by_card_ids(c, ids))
-        return [found.get(i, CardControls()) for i in ids]
-
-    return ctx.loader("card_controls", batch)
+    return by_ids(ctx, "card_controls", q.controls_by_card_ids, CardControls())
 
 
 def spend(ctx: Context) -> DataLoader[uuid.UUID, Spend]:
@@ -591,11 +584,7 @@ def card_counts(ctx: Context) -> DataLoader[tuple[uuid.UUID, str | None, uuid.UU
 
 
 def card_transactions(ctx: Context) -> DataLoader[uuid.UUID, StoredAuth | None]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[StoredAuth | None]:
-        found = await ctx.read(lambda c: q.card_transactions_by_ids(c, ids))
-        return [found.get(i) for i in ids]
-
-    return ctx.loader("card_transactions", batch)
+    return by_ids(ctx, "card_transactions", q.card_transactions_by_ids)
 
 
 def card_transaction_pages(
@@ -624,8 +613,4 @@ def card_transaction_counts(ctx: Context) -> DataLoader[uuid.UUID, int]:
 
 
 def transactions(ctx: Context) -> DataLoader[uuid.UUID, Transaction | None]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[Transaction | None]:
-        found = await ctx.read(lambda c: q.transactions_by_ids(c, ids))
-        return [found.get(i) for i in ids]
-
-    return ctx.loader("transactions_by_id", batch)
+    return by_ids(ctx, "transactions_by_id", q.transactions_by_ids)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
@@ -20,8 +19,7 @@ from veix.domain.errors import Forbidden, NotFound, Unauthenticated
 from veix.domain.events import utcnow
 from veix.domain.team import Membership, Role
 from veix.persistence import queries as q
-from veix.persistence.engine import WRITE
-from veix.persistence.tables import api_keys
+from veix.persistence.repositories.access import touch_api_key
 from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.resolvers.services import Services
 from veix.security.api_keys import hash_api_key, parse_api_key
@@ -161,14 +159,7 @@ async def authenticate(ctx: Context, authorization: str | None) -> None:
         ctx.principal = Principal("api_key", key.id, key.business_id, key.role)
         now = utcnow()
         if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
-            # A write transaction of its own: on SQLite, a write on the request's read
-            # connection (which already read) cannot upgrade its snapshot and fails at once
-            # with "database is locked" when another writer committed meanwhile.
-            async with ctx.services.engine.connect() as conn:
-                conn = await conn.execution_options(**WRITE)
-                async with conn.begin():
-                    await conn.execute(update(api_keys).where(api_keys.c.id == key.id)
-                                       .values(last_used_at=now))
+            await touch_api_key(ctx.services.engine, key.id, now)
         return
     claims = _verified_tokens.get(token)
     if claims is None or claims.expires_at <= utcnow():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from strawberry.dataloader import DataLoader
@@ -17,28 +17,26 @@ from veix.resolvers.context import Context
 from veix.resolvers.pagination import PageArgs
 
 
-def users(ctx: Context) -> DataLoader[uuid.UUID, User | None]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[User | None]:
-        found = await ctx.read(lambda c: q.users_by_ids(c, ids))
-        return [found.get(i) for i in ids]
+def by_ids(ctx: Context, name: str, fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]],
+           default: Any = None) -> DataLoader[Any, Any]:
+    """The request's loader ``name``: one ``fetch(conn, ids) -> {id: value}`` per batch."""
 
-    return ctx.loader("users", batch)
+    async def batch(ids: list[Any]) -> Sequence[Any]:
+        found = await ctx.read(lambda c: fetch(c, ids))
+        return [found.get(i, default) for i in ids]
+
+    return ctx.loader(name, batch)
+
+def users(ctx: Context) -> DataLoader[uuid.UUID, User | None]:
+    return by_ids(ctx, "users", q.users_by_ids)
 
 
 def businesses(ctx: Context) -> DataLoader[uuid.UUID, Business | None]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[Business | None]:
-        found = await ctx.read(lambda c: q.businesses_by_ids(c, ids))
-        return [found.get(i) for i in ids]
-
-    return ctx.loader("businesses", batch)
+    return by_ids(ctx, "businesses", q.businesses_by_ids)
 
 
 def balances(ctx: Context) -> DataLoader[uuid.UUID, list[Money]]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[list[Money]]:
-        found = await ctx.read(lambda c: q.balances(c, ids))
-        return [found.get(i, []) for i in ids]
-
-    return ctx.loader("balances", batch)
+    return by_ids(ctx, "balances", q.balances, [])
 
 
 def member_counts(ctx: Context) -> DataLoader[uuid.UUID, int]:
@@ -67,8 +65,4 @@ def member_pages(ctx: Context) -> DataLoader[tuple[uuid.UUID, PageArgs], Any]:
 
 
 def memberships_of_user(ctx: Context) -> DataLoader[uuid.UUID, list[Membership]]:
-    async def batch(ids: list[uuid.UUID]) -> Sequence[list[Membership]]:
-        found = await ctx.read(lambda c: q.memberships_of_users(c, ids))
-        return [found.get(i, []) for i in ids]
-
-    return ctx.loader("memberships_of_user", batch)
+    return by_ids(ctx, "memberships_of_user", q.memberships_of_users, [])

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from veix.domain.authorization import KINDS, AuthRequest, AuthResult, money_text
@@ -20,7 +18,7 @@ from veix.domain.events import utcnow
 from veix.domain.money import parse_amount, parse_currency
 from veix.domain.services import authorize as auth_svc
 from veix.domain.services import settlement
-from veix.persistence.tables import network_messages
+from veix.persistence import network_messages
 from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.resolvers.services import Services
 
@@ -67,6 +65,18 @@ def _amount(raw: Mapping[str, Any], currency: str, *, required: bool = True) -> 
     amount = parse_amount(value, currency)
     if amount < 0:
         raise InvalidInput("amount cannot be negative", field=["amount"])
+    return amount
+
+
+def _decimal(value: object) -> Decimal:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidInput("amount is a decimal string such as \"42.50\"", field=["amount"])
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        raise InvalidInput(f"{value!r} is not a decimal amount", field=["amount"]) from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInput("amount must be a finite, non-negative decimal", field=["amount"])
     return amount
 
 
@@ -194,11 +204,9 @@ async def run_reversal(services: Services, raw: object) -> dict[str, Any]:
     reversal_id = _text(raw, "id", max_len=128) or ""
     authorization_id = _text(raw, "authorization_id", max_len=128) or ""
     currency = parse_currency(raw["currency"]) if raw.get("currency") is not None else None
-    amount = None
-    if raw.get("amount") is not None:
-        async with SqlUnitOfWork(services.engine) as peek:
-            found = await peek.authorizations.find(authorization_id)
-        amount = _amount(raw, currency or (found.billing_currency if found else "USD"))
+    # The currency's decimals are checked by the reversal itself, which knows the
+    # authorization's billing currency when the request names none.
+    amount = _decimal(raw["amount"]) if raw.get("amount") is not None else None
     now = utcnow()
     async with SqlUnitOfWork(services.engine, actor=NETWORK) as uow:
         auth = await settlement.reverse(uow, reversal_id=reversal_id, authorization_id=authorization_id,
@@ -211,20 +219,10 @@ async def run_reversal(services: Services, raw: object) -> dict[str, Any]:
 
 
 async def stored_answer(services: Services, message_id: str) -> tuple[int, dict[str, Any]] | None:
-    async with services.engine.connect() as conn:
-        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
-                                  .where(network_messages.c.id == message_id))).first()
-    return (row.status_code, row.response) if row else None
+    return await network_messages.stored(services.engine, message_id)
 
 
 async def store_answer(services: Services, message_id: str, endpoint: str, status: int,
                        response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Keep the answer for a repeated webhook-id; the first stored answer wins."""
-    async with services.engine.begin() as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        await conn.execute(insert(network_messages).values(
-            id=message_id, endpoint=endpoint, status_code=status, response=response,
-            created_at=utcnow()).on_conflict_do_nothing(index_elements=["id"]))
-        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
-                                  .where(network_messages.c.id == message_id))).one()
-    return row.status_code, row.response
+    return await network_messages.store(services.engine, message_id, endpoint, status, response, utcnow())

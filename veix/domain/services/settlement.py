@@ -45,6 +45,7 @@ def _billing(auth: StoredAuth, amount: Decimal, currency: str) -> Decimal:
     if currency == auth.billing_currency:
         return parse_amount(amount, currency)
     if currency == auth.original_currency and auth.exchange_rate is not None:
+        amount = parse_amount(amount, currency)
         places = Decimal(1).scaleb(-minor_units(auth.billing_currency))
         return parse_amount((amount * auth.exchange_rate).quantize(places, rounding=ROUND_HALF_UP),
                             auth.billing_currency)

@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from veix.domain.api_keys import ApiKey, RefreshToken
 from veix.domain.events import utcnow
 from veix.domain.team import Membership, Role
 from veix.domain.users import User
 from veix.persistence import mappers as m
+from veix.persistence.engine import WRITE
 from veix.persistence.tables import api_keys, memberships, refresh_tokens, users
 
 
@@ -132,3 +133,13 @@ class SqlRefreshTokenRepository(_Repo):
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+
+
+async def touch_api_key(engine: AsyncEngine, key_id: uuid.UUID, now: datetime) -> None:
+    """Record a key's last use in a write transaction of its own: on SQLite, a write on a
+    connection that already read cannot upgrade its snapshot and fails at once with
+    "database is locked" when another writer committed meanwhile."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**WRITE)
+        async with conn.begin():
+            await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
