@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veix.domain.errors import InvalidInput
@@ -131,7 +131,9 @@ async def replay(
     since = (now or datetime.now(UTC)) - retention
     conditions = [outbox.c.business_id == business_id, outbox.c.seq > after_seq,
                   outbox.c.created_at >= since]
-    if dispatched_only:
+    if dispatched_only and engine.dialect.name == "postgresql":
+        # SQLite serialises writers, so committed seqs have no holes there: every committed
+        # event is safe to replay, and one not yet published arrives live and is dropped as seen.
         conditions.append(outbox.c.dispatched_at.is_not(None))
     query = (
         select(outbox.c.seq, outbox.c.id, outbox.c.business_id, outbox.c.event_type,
@@ -141,5 +143,16 @@ async def replay(
         .limit(limit)
     )
     async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+        if conn.dialect.name == "postgresql" and dispatched_only:
+            # The seam: the dispatcher publishes a batch, then marks it, in one transaction
+            # under its advisory lock. A subscriber that joined the channel after the publish
+            # but read before the mark committed would miss those events. Taking the same
+            # lock shared waits for an in-flight batch; the query after it sees the marks.
+            from veix.events.dispatcher import DISPATCH_LOCK_KEY
+
+            async with conn.begin():
+                await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DISPATCH_LOCK_KEY})
+                rows = (await conn.execute(query)).all()
+        else:
+            rows = (await conn.execute(query)).all()
     return [EventMessage.from_row(row) for row in rows]
