@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,10 @@ class EventMessage:
     type: str
     payload: dict[str, Any]
     created_at: datetime
+    # Scratch space of this very object, not part of the event: a subscriber process hands
+    # the same object to all its local subscribers, which keep what they derive from it
+    # (the row it names, the GraphQL root object) here to compute it once.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def cursor(self) -> str:

@@ -4,6 +4,7 @@ legacy ``graphql-ws`` (see veix.resolvers.subscriptions for the stream)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -100,6 +101,52 @@ def _uuid(value: object) -> uuid.UUID | None:
 
 BUSINESS_ID = ["businessId"]
 
+# What a subscriber yields for a live event is built once per process and event (the hub
+# hands every local subscriber the same EventMessage), and marked shareable: subscribers
+# with the same document, variables and viewer then share one execution of their selection
+# (veix.resolvers.subscriptions.SharingExecutor). Who may see the event is still decided per
+# subscriber before it is yielded (cardholder scope, cardId); the object itself holds only
+# the event and its row, the same for every viewer. The ctx passed below is used only for
+# its services (the rows are read once, not under any subscriber's connection).
+
+
+def _card_ids(msg: EventMessage) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(card transaction id, card id) of a card_transaction.* event, parsed once per event."""
+    ids = msg.memo.get("card_ids", False)
+    if ids is False:
+        ct_id, c_id = _uuid(msg.payload.get("card_transaction_id")), _uuid(msg.payload.get("card_id"))
+        ids = msg.memo["card_ids"] = (ct_id, c_id) if ct_id is not None and c_id is not None else None
+    return ids  # type: ignore[no-any-return]
+
+
+async def _card_transaction_event(ctx: Context, bid: uuid.UUID, msg: EventMessage, ct_id: uuid.UUID
+                                  ) -> CardTransactionEvent | None:
+    auth = await rs.load_shared(ctx.services, "card_transaction", msg.seq, ct_id)
+    if auth is None or auth.business_id != bid:
+        return None
+    return rs.shareable(CardTransactionEvent(cursor=msg.cursor, kind=msg.type,
+                                             card_transaction=CardTransaction.of(auth)))
+
+
+async def _fraud_alert_event(ctx: Context, bid: uuid.UUID, msg: EventMessage) -> FraudAlertEvent | None:
+    alert_id = _uuid(msg.payload.get("alert_id"))
+    if alert_id is None:
+        return None
+    alert = await rs.load_shared(ctx.services, "fraud_alert", msg.seq, alert_id)
+    if alert is None or alert.business_id != bid:
+        return None
+    return rs.shareable(FraudAlertEvent(cursor=msg.cursor, alert=FraudAlert.of(alert)))
+
+
+async def _transaction_event(ctx: Context, bid: uuid.UUID, msg: EventMessage) -> TransactionEvent | None:
+    t_id = _uuid(msg.payload.get("transaction_id"))
+    if t_id is None:
+        return None
+    t = await rs.load_shared(ctx.services, "transaction", msg.seq, t_id)
+    if t is None or t.business_id != bid:
+        return None
+    return rs.shareable(TransactionEvent(cursor=msg.cursor, kind=msg.type, transaction=Transaction.of(t)))
+
 
 @strawberry.type(description="Live events of a business. Authenticate in `connection_init` with "
                              "`{\"authorization\": \"Bearer <access token or API key>\"}`. Pass the "
@@ -143,16 +190,15 @@ class Subscription:
             async for msg in stream:
                 if not msg.type.startswith("card_transaction."):
                     continue
-                ct_id, c_id = _uuid(msg.payload.get("card_transaction_id")), _uuid(msg.payload.get("card_id"))
-                if ct_id is None or c_id is None or (only_card is not None and c_id != only_card):
+                ids = _card_ids(msg)
+                if ids is None or (only_card is not None and ids[1] != only_card):
                     continue
-                if not await mine(c_id):
+                if not await mine(ids[1]):
                     continue
-                auth = await rs.load_shared(ctx.services, "card_transaction", msg.seq, ct_id)
-                if auth is None or auth.business_id != bid:
-                    continue
-                yield CardTransactionEvent(cursor=msg.cursor, kind=msg.type,
-                                           card_transaction=CardTransaction.of(auth))
+                event = await rs.once_per_event(msg, ("cardTransactions", bid),
+                                                functools.partial(_card_transaction_event, ctx, bid, msg, ids[0]))
+                if event is not None:
+                    yield event
         finally:
             if stream is not None:  # unsubscribe now, not when the collector finds it
                 await stream.aclose()
@@ -174,13 +220,10 @@ class Subscription:
             async for msg in stream:
                 if msg.type != "fraud_alert.created":
                     continue
-                alert_id = _uuid(msg.payload.get("alert_id"))
-                if alert_id is None:
-                    continue
-                alert = await rs.load_shared(ctx.services, "fraud_alert", msg.seq, alert_id)
-                if alert is None or alert.business_id != bid:
-                    continue
-                yield FraudAlertEvent(cursor=msg.cursor, alert=FraudAlert.of(alert))
+                event = await rs.once_per_event(msg, ("fraudAlerts", bid),
+                                                functools.partial(_fraud_alert_event, ctx, bid, msg))
+                if event is not None:
+                    yield event
         finally:
             if stream is not None:  # unsubscribe now, not when the collector finds it
                 await stream.aclose()
@@ -202,13 +245,10 @@ class Subscription:
             async for msg in stream:
                 if not msg.type.startswith(("transaction.", "card_transaction.")):
                     continue
-                t_id = _uuid(msg.payload.get("transaction_id"))
-                if t_id is None:
-                    continue
-                t = await rs.load_shared(ctx.services, "transaction", msg.seq, t_id)
-                if t is None or t.business_id != bid:
-                    continue
-                yield TransactionEvent(cursor=msg.cursor, kind=msg.type, transaction=Transaction.of(t))
+                event = await rs.once_per_event(msg, ("transactionUpdates", bid),
+                                                functools.partial(_transaction_event, ctx, bid, msg))
+                if event is not None:
+                    yield event
         finally:
             if stream is not None:  # unsubscribe now, not when the collector finds it
                 await stream.aclose()
