@@ -20,18 +20,25 @@ from starlette.routing import Route, WebSocketRoute
 
 from veix.config import Settings, load_settings
 from veix.domain.cards import CardNetwork, validate_bin
+from veix.domain.events import utcnow
 from veix.domain.fx import DEFAULT_RATES, TableRates
+from veix.domain.payments import DEFAULT_FEES, FeeSchedule
 from veix.domain.risk import RiskPolicy, RulesScorer
+from veix.domain.routing import parse_routes
 from veix.domain.services.authorize import AuthorizationConfig
 from veix.domain.services.cards import IssuingConfig
+from veix.domain.services.payments import PaymentProcessor, PaymentsConfig
+from veix.domain.transactions import Gateway
 from veix.events.dispatcher import OutboxDispatcher
 from veix.events.webhooks import WebhookDeliverer
 from veix.http.graphql import GraphQLEndpoint
 from veix.http.health import healthz, readyz_endpoint
 from veix.http.metrics import metrics_endpoint
 from veix.http.network import network_routes
+from veix.http.payments import payment_routes
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
+from veix.persistence.uow import SqlUnitOfWork
 from veix.resolvers.services import Services
 from veix.resolvers.subscriptions import SubscriptionView
 from veix.schema import build_schema
@@ -78,10 +85,90 @@ def build_card_parts(settings: Settings) -> dict[str, Any]:
     }
 
 
+def parse_fees(text: str) -> dict[str, FeeSchedule]:
+    """``"stripe=2.9+30,paypal=3.49+49"`` over the defaults; ValueError when malformed."""
+    fees = dict(DEFAULT_FEES)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, spec = part.partition("=")
+        percent, _, fixed = spec.partition("+")
+        fees[Gateway(name.strip()).value] = FeeSchedule(Decimal(percent), int(fixed or 0))
+    return fees
+
+
+def parse_crypto_assets(text: str) -> dict[str, Any]:
+    """``"ETH:18::USD=3000;USDC:6:0xA0b8...:USD=1"`` -> CryptoAsset by symbol."""
+    from veix.gateways.crypto import CryptoAsset
+
+    assets = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        symbol, decimals, token, prices = part.split(":", 3)
+        priced = {cur.strip().upper(): Decimal(val) for cur, _, val in
+                  (p.partition("=") for p in prices.split(",") if p.strip())}
+        assets[symbol.upper()] = CryptoAsset(symbol.upper(), int(decimals), token or None, priced)
+    return assets
+
+
+def build_gateways(settings: Settings, engine: Any) -> dict[Gateway, Any]:
+    """The configured gateways: each one only when its settings are there."""
+    gateways: dict[Gateway, Any] = {}
+    if settings.sandbox_enabled:
+        from veix.gateways.sandbox import SandboxGateway
+
+        assert settings.sandbox_webhook_secret is not None
+        gateways[Gateway.SANDBOX] = SandboxGateway(settings.sandbox_webhook_secret, public_url=settings.public_url)
+    if settings.stripe_api_key and settings.stripe_webhook_secret:
+        from veix.gateways.stripe import StripeGateway
+
+        gateways[Gateway.STRIPE] = StripeGateway(settings.stripe_api_key, settings.stripe_webhook_secret,
+                                                 base_url=settings.stripe_api_base)
+    if settings.paypal_client_id and settings.paypal_client_secret and settings.paypal_webhook_id:
+        from veix.gateways.paypal import PaypalGateway
+
+        gateways[Gateway.PAYPAL] = PaypalGateway(settings.paypal_client_id, settings.paypal_client_secret,
+                                                 settings.paypal_webhook_id, base_url=settings.paypal_api_base)
+    if settings.crypto_rpc_url and settings.crypto_xpub:
+        from web3 import AsyncHTTPProvider, AsyncWeb3
+
+        from veix.gateways.crypto import CryptoGateway
+
+        gateways[Gateway.CRYPTO] = CryptoGateway(
+            AsyncWeb3(AsyncHTTPProvider(settings.crypto_rpc_url)), xpub=settings.crypto_xpub,
+            assets=parse_crypto_assets(settings.crypto_assets), allocate_index=deposit_index_allocator(engine),
+            confirmations=settings.crypto_confirmations,
+            expiry=timedelta(minutes=settings.crypto_expiry_minutes))
+    return gateways
+
+
+def deposit_index_allocator(engine: Any) -> Any:
+    """Crypto deposit addresses: the next derivation index, from a database counter (never reused)."""
+
+    async def allocate() -> int:
+        async with SqlUnitOfWork(engine) as uow:
+            value = await uow.payments.next_counter("crypto_deposit_index")
+            await uow.commit()
+        return value - 1
+
+    return allocate
+
+
+def build_payments(settings: Settings, engine: Any, gateways: dict[Gateway, Any], scorer: Any) -> PaymentProcessor:
+    processor = PaymentProcessor(
+        gateways, PaymentsConfig(routes=parse_routes(settings.payment_routes), fees=parse_fees(settings.payment_fees),
+                                 policy=RiskPolicy(settings.risk_review_threshold, settings.risk_decline_threshold)),
+        scorer, utcnow)
+    sandbox = gateways.get(Gateway.SANDBOX)
+    if sandbox is not None:
+        sandbox.listen(lambda event: processor.apply_event(lambda: SqlUnitOfWork(engine), Gateway.SANDBOX, event))
+    return processor
+
+
 def build_services(settings: Settings, broadcast: Any = None) -> Services:
     assert settings.secret_key is not None
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    card_parts = build_card_parts(settings)
+    gateways = build_gateways(settings, engine)
     return Services(
-        engine=make_engine(settings.database_url, pool_size=settings.db_pool_size),
+        engine=engine,
         authorizer=Authorizer.load(),
         tokens=TokenService(settings.secret_key,
                             access_ttl=timedelta(minutes=settings.access_token_minutes)),
@@ -90,7 +177,9 @@ def build_services(settings: Settings, broadcast: Any = None) -> Services:
         live_keys=settings.env == "production",
         webhook_strict_urls=settings.env == "production",
         broadcast=broadcast,
-        **build_card_parts(settings),
+        gateways=gateways,
+        payments=build_payments(settings, engine, gateways, card_parts["scorer"]),
+        **card_parts,
     )
 
 
@@ -127,6 +216,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         gc.freeze()
         stop_dispatch = asyncio.Event()
         dispatching: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         delivering: asyncio.Task[None] | None = None
         if settings.run_dispatcher:
             dispatcher = OutboxDispatcher(services.engine, broadcast)
@@ -135,6 +225,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             delivering = asyncio.create_task(
                 WebhookDeliverer(services.engine, services.vault.vault).run_forever(stop_dispatch),
                 name="veix-webhook-deliverer")
+            background.append(asyncio.create_task(
+                payments_maintenance(services, settings, stop_dispatch), name="veix-payments-maintenance"))
         try:
             yield
         finally:
@@ -154,6 +246,13 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
                     log.warning("webhook deliverer did not stop in 15s; cancelled")
                 except Exception:
                     log.exception("webhook deliverer failed")
+            for task in background:
+                stop_dispatch.set()
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except TimeoutError:
+                    log.warning("%s did not stop in 10s; cancelled", task.get_name())
+            await close_gateways(services.gateways)
             if services.fast_pool is not None:
                 await services.fast_pool.close()
             await broadcast.disconnect()
@@ -168,6 +267,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             Route("/readyz", readyz_endpoint(services.engine, broadcast_ping)),
             Route("/metrics", metrics_endpoint),
             *network_routes(services, fast=not settings.is_sqlite),
+            *payment_routes(services),
         ],
         lifespan=lifespan,
     )
@@ -176,6 +276,41 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
     app.state.settings = settings
     app.state.schema = schema
     return app
+
+
+async def close_gateways(gateways: dict[Gateway, Any] | None) -> None:
+    for gw in (gateways or {}).values():
+        close = getattr(gw, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def payments_maintenance(services: Services, settings: Settings, stop: asyncio.Event) -> None:
+    """Apply gateway events that arrived before their payment (every few seconds) and, with the
+    crypto gateway configured, watch the chain for deposits."""
+    from veix.persistence.repositories.payments import unmatched_references
+
+    def new_uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(services.engine)
+
+    crypto = services.gateways.get(Gateway.CRYPTO)
+    interval = settings.crypto_poll_seconds
+    while not stop.is_set():
+        try:
+            async with services.engine.connect() as conn:
+                refs = await unmatched_references(conn, utcnow() - timedelta(days=3))
+            for gateway, reference in refs:
+                await services.payments.apply_late_events(new_uow, Gateway(gateway), reference)
+            if crypto is not None:
+                from veix.gateways.crypto_watch import watch_once
+
+                await watch_once(services.engine, crypto, services.payments, new_uow, utcnow())
+        except Exception:
+            log.exception("payments maintenance round failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
 
 
 def app_factory() -> Starlette:

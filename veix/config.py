@@ -31,7 +31,7 @@ class MissingSecrets(RuntimeError):
 def _generate(name: str) -> str:
     if name == "vault_key":
         return "v1:" + base64.b64encode(secrets.token_bytes(32)).decode()
-    if name == "network_secret":
+    if name in ("network_secret", "sandbox_webhook_secret"):
         return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     return secrets.token_urlsafe(48)
 
@@ -66,6 +66,30 @@ class Settings(BaseSettings):
     fx_rates: str = ""  # "EUR/USD=1.0802,GBP/USD=1.2710"; empty = built-in development table
     risk_review_threshold: float = Field(0.5, ge=0, le=1)
     risk_decline_threshold: float = Field(0.8, ge=0, le=1)
+    # Payments (README "Payments"). Gateways that are not configured are skipped by the router.
+    payment_routes: str = "card=stripe,sandbox;paypal=paypal;crypto=crypto"
+    payment_fees: str = ""  # "stripe=2.9+30,paypal=3.49+49": percent + fixed minor units
+    public_url: str = "http://127.0.0.1:8000"  # where payers are sent back to (sandbox 3-D Secure)
+    sandbox_gateway: bool | None = None  # default: on in development, off in production
+    sandbox_webhook_secret: str | None = None
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # a local Stripe-compatible server (tests); None = api.stripe.com
+    paypal_client_id: str | None = None
+    paypal_client_secret: str | None = None
+    paypal_webhook_id: str | None = None
+    paypal_api_base: str | None = None  # None = PayPal's sandbox environment
+    crypto_rpc_url: str | None = None  # an Ethereum JSON-RPC endpoint
+    crypto_xpub: str | None = None  # the merchant account's extended public key (m/44'/60'/0')
+    # "ETH:18::USD=3000,EUR=2760;USDC:6:0xA0b8...:USD=1" - symbol:decimals:token address:prices
+    crypto_assets: str = "ETH:18::USD=3000,EUR=2760"
+    crypto_confirmations: int = Field(3, ge=1, le=100)
+    crypto_expiry_minutes: int = Field(30, ge=1, le=1440)
+    crypto_poll_seconds: float = Field(5.0, gt=0)
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.env == "development" if self.sandbox_gateway is None else self.sandbox_gateway
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,7 +101,8 @@ class Settings(BaseSettings):
 
     def with_secrets(self) -> Settings:
         """Fill missing secrets (development) or refuse (production)."""
-        missing = [n for n in SECRET_NAMES if not getattr(self, n)]
+        names = SECRET_NAMES + (("sandbox_webhook_secret",) if self.sandbox_enabled else ())
+        missing = [n for n in names if not getattr(self, n)]
         if not missing:
             return self
         if self.env == "production":

@@ -25,6 +25,10 @@ class AccountKind(str, Enum):
     CARD_PREPAID = "card_prepaid"
     BUSINESS_HOLDS = "business_holds"
     CARD_SETTLEMENT = "card_settlement"
+    GATEWAY_CLEARING = "gateway_clearing"
+    PLATFORM_FEES = "platform_fees"
+    REFUNDS_PENDING = "refunds_pending"
+    BUSINESS_RECEIVABLE = "business_receivable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,32 @@ def funding_source(source: str, currency: str) -> AccountRef:
     return AccountRef(
         f"external:{source}:{currency}", currency, AccountKind.FUNDING_SOURCE, None, True
     )
+
+
+def gateway_clearing(gateway: str, currency: str) -> AccountRef:
+    """What a gateway owes Veix (negative) for captured payments not yet paid out."""
+    return AccountRef(f"gateway:{gateway}:{currency}", currency, AccountKind.GATEWAY_CLEARING, None, True)
+
+
+def platform_fees(currency: str) -> AccountRef:
+    return AccountRef(f"platform:fees:{currency}", currency, AccountKind.PLATFORM_FEES, None, True)
+
+
+def refunds_pending(business_id: uuid.UUID, currency: str) -> AccountRef:
+    """Refunds sent to a gateway and not yet confirmed: reserved from the business's funds."""
+    return AccountRef(f"business:{business_id}:refunds_pending:{currency}", currency,
+                      AccountKind.REFUNDS_PENDING, business_id, allow_negative=False)
+
+
+def business_receivable(business_id: uuid.UUID, currency: str) -> AccountRef:
+    """What a business owes (a negative balance) when a dispute took more than it had."""
+    return AccountRef(f"business:{business_id}:receivable:{currency}", currency,
+                      AccountKind.BUSINESS_RECEIVABLE, business_id, allow_negative=True)
+
+
+def lines(*pairs: tuple[AccountRef, Decimal]) -> list[PostingLine]:
+    """Posting lines from (account, signed amount) pairs, leaving out zeros."""
+    return [PostingLine(account, amount) for account, amount in pairs if amount != 0]
 
 
 @dataclass(frozen=True, slots=True)

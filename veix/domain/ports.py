@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from veix.domain.api_keys import ApiKey, RefreshToken
 from veix.domain.business import Business
+from veix.domain.disputes import Dispute, PaymentMethodRecord, PaymentSettings
 from veix.domain.events import DomainEvent
+from veix.domain.gateway import WebhookEvent
 from veix.domain.ledger import JournalEntry
 from veix.domain.money import Money
 from veix.domain.team import Membership
-from veix.domain.transactions import Transaction
+from veix.domain.transactions import Gateway, Transaction
 from veix.domain.users import User
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentActivity:
+    """A customer's recent payments at a business (for the risk scorer)."""
+
+    count_10m: int
+    amount_10m: Decimal
+    count_1h: int
+    amount_1h: Decimal
+    history_count: int
+    history_mean: Decimal
+    history_max: Decimal
 
 
 class UserRepository(Protocol):
@@ -62,6 +79,34 @@ class TransactionRepository(Protocol):
     async def add(self, transaction: Transaction) -> None: ...
 
 
+class PaymentRepository(Protocol):
+    """Payments, their refunds and disputes, and inbound gateway events."""
+
+    async def get(self, transaction_id: uuid.UUID, *, for_update: bool = False) -> Transaction | None: ...
+    async def by_reference(self, gateway: Gateway, reference: str) -> Transaction | None:
+        """The payment (locked for update) a gateway knows as ``reference``."""
+        ...
+    async def save(self, transaction: Transaction) -> None: ...
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Transaction]: ...
+    async def add_payment_method(self, method: PaymentMethodRecord) -> None: ...
+    async def record_event(self, gateway: Gateway, event: WebhookEvent, now: datetime) -> bool:
+        """Store an inbound event; False when this (gateway, event id) was stored before."""
+        ...
+    async def set_event_outcome(self, gateway: Gateway, event_id: str, outcome: str,
+                                transaction_id: uuid.UUID | None) -> None: ...
+    async def unmatched_events(self, gateway: Gateway, reference: str) -> list[WebhookEvent]: ...
+    async def dispute(self, dispute_id: uuid.UUID, *, for_update: bool = False) -> Dispute | None: ...
+    async def dispute_by_reference(self, gateway: Gateway, reference: str) -> Dispute | None: ...
+    async def add_dispute(self, dispute: Dispute) -> None: ...
+    async def save_dispute(self, dispute: Dispute) -> None: ...
+    async def next_counter(self, name: str) -> int: ...
+    async def settings(self, business_id: uuid.UUID) -> PaymentSettings | None: ...
+    async def customer_activity(
+        self, business_id: uuid.UUID, customer_id: str | None, now: datetime
+    ) -> PaymentActivity: ...
+    async def available_balance(self, business_id: uuid.UUID, currency: str) -> Decimal: ...
+
+
 class IdempotencyStore(Protocol):
     async def claim(
         self, scope: str, key: str, request_hash: str, now: datetime
@@ -83,6 +128,7 @@ class UnitOfWork(Protocol):
     ledger: LedgerRepository
     transactions: TransactionRepository
     idempotency: IdempotencyStore
+    payments: PaymentRepository
 
     def emit(self, event: DomainEvent) -> None: ...
 

@@ -62,3 +62,10 @@ class Transaction:
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     next_action: dict[str, Any] | None = None
+    # Payments (issue 5): a refund points at its payment; what was captured so far;
+    # the gateways tried, in order (failover is recorded here).
+    parent_id: uuid.UUID | None = None
+    payment_method_id: uuid.UUID | None = None
+    captured_amount: Decimal = Decimal(0)
+    description: str | None = None
+    routing: list[dict[str, Any]] | None = None

@@ -134,6 +134,8 @@ def transaction_from_row(r: Row[Any]) -> Transaction:
         refunded_amount=r.refunded_amount, error_code=r.error_code,
         error_message=r.error_message, idempotency_key=r.idempotency_key,
         metadata=r.metadata or {}, next_action=r.next_action,
+        parent_id=r.parent_id, payment_method_id=r.payment_method_id,
+        captured_amount=r.captured_amount, description=r.description, routing=r.routing,
     )
 
 
@@ -147,5 +149,7 @@ def transaction_values(t: Transaction) -> dict[str, Any]:
         "refunded_amount": t.refunded_amount, "error_code": t.error_code,
         "error_message": t.error_message, "idempotency_key": t.idempotency_key,
         "metadata": t.metadata, "next_action": t.next_action,
+        "parent_id": t.parent_id, "payment_method_id": t.payment_method_id,
+        "captured_amount": t.captured_amount, "description": t.description, "routing": t.routing,
         "created_at": t.created_at, "updated_at": t.updated_at,
     }

@@ -14,17 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from veix.domain.api_keys import ApiKey
 from veix.domain.business import Business
+from veix.domain.disputes import PaymentMethodRecord
+from veix.domain.gateway import PaymentMethodType
 from veix.domain.ledger import AccountKind
 from veix.domain.money import Money
 from veix.domain.team import Membership
-from veix.domain.transactions import Transaction
+from veix.domain.transactions import Gateway, Transaction
 from veix.domain.users import User
 from veix.persistence import mappers as m
+from veix.persistence.repositories.payments import dispute_from_row
 from veix.persistence.tables import (
     api_keys,
     businesses,
+    disputes,
     ledger_accounts,
     memberships,
+    payment_methods,
     transactions,
     users,
 )
@@ -366,3 +371,32 @@ async def fraud_alerts_by_ids(
                                 risk_score=float(r.risk_score), reasons=tuple(r.reasons or ()),
                                 action=r.action, created_at=r.created_at)
             for r in rows}
+
+
+# ---------------------------------------------------------------- payments
+
+async def refunds_by_payment_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Transaction]]:
+    t = transactions
+    rows = await conn.execute(select(t).where(t.c.parent_id.in_(set(ids))).order_by(t.c.created_at, t.c.id))
+    found: dict[uuid.UUID, list[Transaction]] = {}
+    for r in rows:
+        found.setdefault(r.parent_id, []).append(m.transaction_from_row(r))
+    return found
+
+
+async def disputes_by_transaction_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    rows = await conn.execute(select(disputes).where(disputes.c.transaction_id.in_(set(ids)))
+                              .order_by(disputes.c.created_at))
+    return {r.transaction_id: dispute_from_row(r) for r in rows}  # the latest wins
+
+
+async def disputes_by_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    rows = await conn.execute(select(disputes).where(disputes.c.id.in_(set(ids))))
+    return {r.id: dispute_from_row(r) for r in rows}
+
+
+async def payment_methods_by_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    pm = payment_methods
+    rows = await conn.execute(select(pm).where(pm.c.id.in_(set(ids))))
+    return {r.id: PaymentMethodRecord(r.id, r.business_id, PaymentMethodType(r.type), r.display,
+                                      Gateway(r.gateway), r.created_at) for r in rows}

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from veix.persistence.types import JSONType, MoneyType, UTCDateTime
@@ -159,7 +160,19 @@ transactions = Table(
     Column("next_action", JSONType),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Payments (migration 0004).
+    Column("parent_id", Uuid),
+    Column("payment_method_id", Uuid),
+    Column("captured_amount", MoneyType, nullable=False, server_default="0"),
+    Column("description", String(500)),
+    Column("routing", JSONType),
     Index("ix_transactions_business_created", "business_id", "created_at", "id"),
+    # Partial: card authorizations (the hot insert path) pay nothing for these.
+    Index("ix_transactions_gateway_reference", "gateway", "gateway_reference",
+          postgresql_where=text("parent_id IS NULL AND type = 'payment'"),
+          sqlite_where=text("parent_id IS NULL AND type = 'payment'")),
+    Index("ix_transactions_parent", "parent_id", "created_at",
+          postgresql_where=text("parent_id IS NOT NULL"), sqlite_where=text("parent_id IS NOT NULL")),
 )
 
 virtual_cards = Table(
@@ -353,4 +366,72 @@ webhook_deliveries = Table(
     UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+)
+
+
+# ---------------------------------------------------------------- payments (migration 0004)
+
+payment_methods = Table(
+    "payment_methods", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("display", String(100), nullable=False),
+    Column("gateway", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+disputes = Table(
+    "disputes", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("business_id", Uuid, ForeignKey("businesses.id"), nullable=False, index=True),
+    Column("transaction_id", Uuid, ForeignKey("transactions.id"), nullable=False, index=True),
+    Column("gateway", String(16), nullable=False),
+    Column("gateway_reference", String(128), nullable=False),
+    Column("amount", MoneyType, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("evidence_due_by", UTCDateTime),
+    Column("evidence", JSONType),
+    # What the dispute took from the business: from its balance and, when that did not
+    # cover it, as a receivable (negative balance) to be repaid first.
+    Column("withdrawn_available", MoneyType, nullable=False, server_default="0"),
+    Column("withdrawn_receivable", MoneyType, nullable=False, server_default="0"),
+    Column("status_before", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("gateway", "gateway_reference", name="uq_disputes_gateway_reference"),
+)
+
+# Inbound gateway webhooks: stored, and processed once per (gateway, event id).
+gateway_events = Table(
+    "gateway_events", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("gateway", String(16), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("provider_type", String(100), nullable=False),
+    Column("reference", String(128)),
+    Column("transaction_id", Uuid),
+    Column("outcome", String(32), nullable=False),
+    Column("payload", JSONType, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("gateway", "event_id", name="uq_gateway_events_gateway_event"),
+)
+
+# Monotonic counters (crypto deposit address derivation indexes).
+counters = Table(
+    "counters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Per-business routing preferences and gateway accounts (Stripe Connect).
+business_payment_settings = Table(
+    "business_payment_settings", metadata,
+    Column("business_id", Uuid, ForeignKey("businesses.id"), primary_key=True),
+    Column("routes", JSONType),
+    Column("stripe_account", String(64)),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

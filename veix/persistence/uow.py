@@ -30,6 +30,7 @@ from veix.persistence.repositories.authorizations import SqlAuthorizationStore
 from veix.persistence.repositories.business import SqlBusinessRepository
 from veix.persistence.repositories.cards import SqlCardRepository
 from veix.persistence.repositories.ledger import SqlLedgerRepository
+from veix.persistence.repositories.payments import SqlPaymentRepository
 from veix.persistence.repositories.transactions import (
     SqlIdempotencyStore,
     SqlTransactionRepository,
@@ -81,6 +82,7 @@ class SqlUnitOfWork:
         self.idempotency = SqlIdempotencyStore(conn)
         self.cards = SqlCardRepository(conn, fu)
         self.authorizations = SqlAuthorizationStore(conn)
+        self.payments = SqlPaymentRepository(conn, fu)
         return self
 
     async def __aexit__(

@@ -53,6 +53,7 @@ from veix.domain.users import ensure_not_locked, record_failed_login, record_suc
 from veix.domain.validation import optional_text, require_text
 from veix.persistence import queries as q
 from veix.persistence.uow import Actor, SqlUnitOfWork
+from veix.resolvers import loaders
 from veix.resolvers.context import Context
 from veix.resolvers.ids import from_global_id, parse_global_id
 from veix.resolvers.loaders import by_ids
@@ -613,4 +614,4 @@ def card_transaction_counts(ctx: Context) -> DataLoader[uuid.UUID, int]:
 
 
 def transactions(ctx: Context) -> DataLoader[uuid.UUID, Transaction | None]:
-    return by_ids(ctx, "transactions_by_id", q.transactions_by_ids)
+    return loaders.transactions(ctx)

@@ -66,3 +66,19 @@ def member_pages(ctx: Context) -> DataLoader[tuple[uuid.UUID, PageArgs], Any]:
 
 def memberships_of_user(ctx: Context) -> DataLoader[uuid.UUID, list[Membership]]:
     return by_ids(ctx, "memberships_of_user", q.memberships_of_users, [])
+
+
+def refunds(ctx: Context) -> DataLoader[uuid.UUID, list[Any]]:
+    return by_ids(ctx, "refunds", q.refunds_by_payment_ids, [])
+
+
+def disputes_of_transactions(ctx: Context) -> DataLoader[uuid.UUID, Any]:
+    return by_ids(ctx, "disputes_of_transactions", q.disputes_by_transaction_ids)
+
+
+def payment_methods(ctx: Context) -> DataLoader[uuid.UUID, Any]:
+    return by_ids(ctx, "payment_methods", q.payment_methods_by_ids)
+
+
+def transactions(ctx: Context) -> DataLoader[uuid.UUID, Any]:
+    return by_ids(ctx, "transactions", q.transactions_by_ids)

@@ -30,3 +30,6 @@ class Services:
     # Webhook endpoint URLs: https only, no private/loopback hosts (production). Development
     # (False) also allows http and local receivers.
     webhook_strict_urls: bool = True
+    # Payments: the processor and the configured gateways by veix.domain.transactions.Gateway.
+    payments: Any = None  # veix.domain.services.payments.PaymentProcessor
+    gateways: Any = None  # dict[Gateway, PaymentGateway]

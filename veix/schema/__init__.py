@@ -16,10 +16,12 @@ from strawberry.tools import merge_types
 
 from veix.schema.card_mutations import CardMutation
 from veix.schema.mutations import Mutation
+from veix.schema.payment_mutations import PaymentMutation
 from veix.schema.query import Query
 from veix.schema.subscriptions import Subscription
 from veix.schema.types.business import ApiKey, Business, Member, Transaction, User
 from veix.schema.types.cards import Card, CardTransaction
+from veix.schema.types.payments import Dispute, PaymentMethod, Refund
 from veix.schema.webhook_mutations import WebhookMutation
 
 
@@ -32,13 +34,13 @@ def build_schema(*, max_depth: int = 12, max_tokens: int = 2000) -> strawberry.S
     # limiter re-created per request (QueryDepthLimiter makes a new class in
     # its __init__) would make every validation a cache miss.
     rules = [max_depth_rule(max_depth, None, None), max_aliases_rule(30)]
-    mutation = merge_types("Mutation", (Mutation, CardMutation, WebhookMutation))
+    mutation = merge_types("Mutation", (Mutation, CardMutation, WebhookMutation, PaymentMutation))
     mutation.__strawberry_definition__.description = Mutation.__strawberry_definition__.description  # type: ignore[attr-defined]
     return QuietSchema(
         query=Query,
         mutation=mutation,
         subscription=Subscription,
-        types=[Business, Member, User, ApiKey, Transaction, Card, CardTransaction],
+        types=[Business, Member, User, ApiKey, Transaction, Card, CardTransaction, Dispute, PaymentMethod, Refund],
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=max_tokens),
             lambda: ParserCache(maxsize=1000),

@@ -7,7 +7,7 @@ from strawberry.types import Info
 
 from veix.domain.errors import InvalidInput
 from veix.resolvers import business as biz
-from veix.resolvers import cards, loaders
+from veix.resolvers import cards, loaders, payments
 from veix.resolvers.context import Context
 from veix.resolvers.ids import parse_global_id
 from veix.resolvers.pagination import Cursor
@@ -22,6 +22,7 @@ from veix.schema.types.business import (
 )
 from veix.schema.types.cards import Card, CardTransaction
 from veix.schema.types.common import Node, PageInfo
+from veix.schema.types.payments import Dispute
 
 
 @strawberry.type(description="Everything that can be read.")
@@ -52,6 +53,9 @@ class Query:
         if type_name == "Card":
             c = await cards.get_card(ctx, id)
             return Card.of(c) if c else None
+        if type_name == "Dispute":
+            d = await payments.get_dispute(ctx, id)
+            return Dispute.of(d) if d else None
         if type_name == "CardTransaction":
             a = await cards.get_card_transaction(ctx, id)
             return CardTransaction.of(a) if a else None

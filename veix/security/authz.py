@@ -43,6 +43,7 @@ PERMISSION_DESCRIPTIONS: Mapping[str, str] = {
     "transactions:read": "See transactions: fundings, payments, card authorizations.",
     "payments:create": "Create payments.",
     "payments:refund": "Refund payments.",
+    "payments:configure": "Choose the gateways payments are routed to, and the Stripe account.",
     "disputes:manage": "Respond to and manage disputes.",
     "webhooks:manage": "Create, change and delete webhook endpoints.",
     "analytics:read": "See analytics and reports.",

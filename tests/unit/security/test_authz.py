@@ -18,7 +18,7 @@ ALL = {
     "cards:read", "cards:read_own", "cards:issue", "cards:manage", "cards:controls",
     "cards:reveal",
     "authorizations:decide", "transactions:read",
-    "payments:create", "payments:refund", "disputes:manage",
+    "payments:create", "payments:refund", "payments:configure", "disputes:manage",
     "webhooks:manage", "analytics:read", "billing:manage", "invoices:manage", "audit:read",
 }  # fmt: skip
 
@@ -50,7 +50,7 @@ def authorizer() -> Authorizer:
 
 
 def test_permission_list_is_exactly_the_documented_one() -> None:
-    assert len(PERMISSIONS) == len(set(PERMISSIONS)) == 27
+    assert len(PERMISSIONS) == len(set(PERMISSIONS)) == 28
     assert set(PERMISSIONS) == ALL
 
 

@@ -37,6 +37,7 @@ from veix.schema.types.common import (
 
 if TYPE_CHECKING:
     from veix.schema.types.cards import CardConnection, CardStatus
+    from veix.schema.types.payments import Dispute, GatewayAttempt, PaymentMethod, Refund
     from veix.schema.types.webhooks import WebhookEndpoint
 
 
@@ -205,7 +206,11 @@ class Transaction(Node):
         description="What the payer must do next (3-D Secure, PayPal approval, crypto address).")
     created_at: datetime = strawberry.field(description="Creation time (UTC).")
     updated_at: datetime = strawberry.field(description="Last change (UTC).")
+    captured_amount: Money = strawberry.field(
+        description="Captured so far (a payment authorized with `capture: false` shows 0 until captured).")
+    description: str | None = strawberry.field(description="Your description; for a refund, its reason.")
     business_id: strawberry.Private[uuid.UUID]
+    raw: strawberry.Private[d_txn.Transaction]
 
     @classmethod
     def of(cls, t: d_txn.Transaction) -> Transaction:
@@ -219,7 +224,47 @@ class Transaction(Node):
             refunded_amount=Money.parts(t.refunded_amount, t.currency),
             error_code=t.error_code, error_message=t.error_message, next_action=t.next_action,
             created_at=t.created_at, updated_at=t.updated_at, business_id=t.business_id,
+            captured_amount=Money.parts(t.captured_amount, t.currency), description=t.description, raw=t,
         )
+
+    @strawberry.field(description="What the payment was made with.")
+    async def payment_method(
+        self, info: Info[Context, None]
+    ) -> Annotated[PaymentMethod, strawberry.lazy("veix.schema.types.payments")] | None:
+        from veix.schema.types.payments import PaymentMethod
+
+        if self.raw.payment_method_id is None:
+            return None
+        pm = await loaders.payment_methods(info.context).load(self.raw.payment_method_id)
+        return PaymentMethod.of(pm) if pm else None
+
+    @strawberry.field(description="Refunds of this payment, oldest first.")
+    async def refunds(
+        self, info: Info[Context, None]
+    ) -> list[Annotated[Refund, strawberry.lazy("veix.schema.types.payments")]]:
+        from veix.schema.types.payments import Refund
+
+        if self.raw.type is not d_txn.TransactionType.PAYMENT:
+            return []
+        return [Refund.of(r) for r in await loaders.refunds(info.context).load(self.raw.id)]
+
+    @strawberry.field(description="The dispute (chargeback) of this payment, if any.")
+    async def dispute(
+        self, info: Info[Context, None]
+    ) -> Annotated[Dispute, strawberry.lazy("veix.schema.types.payments")] | None:
+        from veix.schema.types.payments import Dispute
+
+        if self.raw.type is not d_txn.TransactionType.PAYMENT:
+            return None
+        d = await loaders.disputes_of_transactions(info.context).load(self.raw.id)
+        return Dispute.of(d) if d else None
+
+    @strawberry.field(description="Gateways tried for this payment, in order; a failover shows two.")
+    def routing(self) -> list[Annotated[GatewayAttempt, strawberry.lazy("veix.schema.types.payments")]]:
+        from veix.schema.types.payments import GatewayAttempt
+
+        return [GatewayAttempt(gateway=d_txn.Gateway[a["gateway"]], outcome=a["outcome"], detail=a.get("detail"))
+                for a in self.raw.routing or []]
 
     @strawberry.field(description="The business the transaction belongs to.")
     async def business(self, info: Info[Context, None]) -> Business:
