@@ -108,6 +108,9 @@ def parse_crypto_assets(text: str) -> dict[str, Any]:
     return assets
 
 
+IN_PROCESS_CHAIN = "eth-tester://"
+
+
 def build_gateways(settings: Settings, engine: Any) -> dict[Gateway, Any]:
     """The configured gateways: each one only when its settings are there."""
     gateways: dict[Gateway, Any] = {}
@@ -131,8 +134,15 @@ def build_gateways(settings: Settings, engine: Any) -> dict[Gateway, Any]:
 
         from veix.gateways.crypto import CryptoGateway
 
+        if settings.crypto_rpc_url == IN_PROCESS_CHAIN:
+            # Development: an in-process chain (eth-tester, a dev dependency) instead of a node.
+            from web3.providers.eth_tester import AsyncEthereumTesterProvider
+
+            provider: Any = AsyncEthereumTesterProvider()
+        else:
+            provider = AsyncHTTPProvider(settings.crypto_rpc_url)
         gateways[Gateway.CRYPTO] = CryptoGateway(
-            AsyncWeb3(AsyncHTTPProvider(settings.crypto_rpc_url)), xpub=settings.crypto_xpub,
+            AsyncWeb3(provider), xpub=settings.crypto_xpub,
             assets=parse_crypto_assets(settings.crypto_assets), allocate_index=deposit_index_allocator(engine),
             confirmations=settings.crypto_confirmations,
             expiry=timedelta(minutes=settings.crypto_expiry_minutes))

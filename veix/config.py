@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     paypal_client_secret: str | None = None
     paypal_webhook_id: str | None = None
     paypal_api_base: str | None = None  # None = PayPal's sandbox environment
-    crypto_rpc_url: str | None = None  # an Ethereum JSON-RPC endpoint
+    crypto_rpc_url: str | None = None  # an Ethereum JSON-RPC endpoint; "eth-tester://" = in-process (development)
     crypto_xpub: str | None = None  # the merchant account's extended public key (m/44'/60'/0')
     # "ETH:18::USD=3000,EUR=2760;USDC:6:0xA0b8...:USD=1" - symbol:decimals:token address:prices
     crypto_assets: str = "ETH:18::USD=3000,EUR=2760"
@@ -101,6 +101,8 @@ class Settings(BaseSettings):
 
     def with_secrets(self) -> Settings:
         """Fill missing secrets (development) or refuse (production)."""
+        if self.env == "production" and self.crypto_rpc_url == "eth-tester://":
+            raise MissingSecrets("VEIX_CRYPTO_RPC_URL=eth-tester:// is an in-process test chain: not in production")
         names = SECRET_NAMES + (("sandbox_webhook_secret",) if self.sandbox_enabled else ())
         missing = [n for n in names if not getattr(self, n)]
         if not missing:

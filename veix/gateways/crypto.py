@@ -223,6 +223,10 @@ class CryptoGateway:
             partial_refunds=False,
         )
 
+    @property
+    def web3(self) -> AsyncWeb3[Any]:
+        return self._w3
+
     def deposit_address(self, index: int) -> str:
         return self._receive.child(index).address()
 

@@ -146,6 +146,12 @@ def _decline_error(code: str | None, message: str | None) -> VeixError:
     return VeixError(text, code=ErrorCode.CARD_DECLINED)
 
 
+def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A gateway's details as plain JSON (Decimals and datetimes as strings)."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(value), default=str))
+    return result
+
+
 def _event(kind: str, t: Transaction, **extra: Any) -> DomainEvent:
     payload = {"transaction_id": str(t.id), "type": t.type.name, "status": t.status.name,
                "amount": str(t.amount), "currency": t.currency, **extra}
@@ -323,7 +329,7 @@ class PaymentProcessor:
         """Move ``t`` to what the gateway said, with its money effects."""
         target = rules.status_of(result.status)
         if result.details:
-            t.metadata = {**t.metadata, "gateway_details": dict(result.details)}
+            t.metadata = {**t.metadata, "gateway_details": _jsonable(result.details)}
         if result.provider_status:
             t.metadata = {**t.metadata, "gateway_status": result.provider_status}
         if target is S.SUCCEEDED:
@@ -339,7 +345,7 @@ class PaymentProcessor:
                 t.next_action = None
         elif rules.can_transition(t.status, target) or t.status is target:
             t.status = target
-            t.next_action = dict(result.next_action) if result.next_action else None
+            t.next_action = _jsonable(result.next_action) if result.next_action else None
             if target is S.PENDING:
                 t.metadata = {**t.metadata, "capturable": str(t.amount)}
 
@@ -741,8 +747,8 @@ class PaymentProcessor:
                                decline_message=event.decline_message,
                                next_action=t.next_action if target is S.REQUIRES_ACTION else None,
                                provider_status=event.provider_type)
-        if event.payload.get("crypto"):
-            t.metadata = {**t.metadata, "crypto": dict(event.payload["crypto"])}
+        if gateway is Gateway.CRYPTO:  # what the chain showed: received, expected, overpaid
+            t.metadata = {**t.metadata, "crypto": _jsonable(event.payload)}
         await self._apply_result(uow, t, result)
         if t.status is not before:
             uow.emit(_event("transaction.updated", t, gateway_event=event.provider_type))
