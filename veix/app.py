@@ -22,7 +22,7 @@ from veix.config import Settings, load_settings
 from veix.domain.cards import CardNetwork, validate_bin
 from veix.domain.events import utcnow
 from veix.domain.fx import DEFAULT_RATES, TableRates
-from veix.domain.payments import DEFAULT_FEES, FeeSchedule
+from veix.domain.payments import parse_asset_specs, parse_fees
 from veix.domain.risk import RiskPolicy, RulesScorer
 from veix.domain.routing import parse_routes
 from veix.domain.services.authorize import AuthorizationConfig
@@ -85,27 +85,12 @@ def build_card_parts(settings: Settings) -> dict[str, Any]:
     }
 
 
-def parse_fees(text: str) -> dict[str, FeeSchedule]:
-    """``"stripe=2.9+30,paypal=3.49+49"`` over the defaults; ValueError when malformed."""
-    fees = dict(DEFAULT_FEES)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, spec = part.partition("=")
-        percent, _, fixed = spec.partition("+")
-        fees[Gateway(name.strip()).value] = FeeSchedule(Decimal(percent), int(fixed or 0))
-    return fees
-
-
 def parse_crypto_assets(text: str) -> dict[str, Any]:
-    """``"ETH:18::USD=3000;USDC:6:0xA0b8...:USD=1"`` -> CryptoAsset by symbol."""
+    """``VEIX_CRYPTO_ASSETS`` -> CryptoAsset by symbol."""
     from veix.gateways.crypto import CryptoAsset
 
-    assets = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        symbol, decimals, token, prices = part.split(":", 3)
-        priced = {cur.strip().upper(): Decimal(val) for cur, _, val in
-                  (p.partition("=") for p in prices.split(",") if p.strip())}
-        assets[symbol.upper()] = CryptoAsset(symbol.upper(), int(decimals), token or None, priced)
-    return assets
+    return {symbol: CryptoAsset(symbol, places, token, prices)
+            for symbol, places, token, prices in parse_asset_specs(text)}
 
 
 IN_PROCESS_CHAIN = "eth-tester://"
@@ -236,7 +221,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
                 WebhookDeliverer(services.engine, services.vault.vault).run_forever(stop_dispatch),
                 name="veix-webhook-deliverer")
             background.append(asyncio.create_task(
-                payments_maintenance(services, settings, stop_dispatch), name="veix-payments-maintenance"))
+                payments_maintenance(services.engine, services.payments, services.gateways,
+                                     settings.crypto_poll_seconds, stop_dispatch), name="veix-payments-upkeep"))
         try:
             yield
         finally:
@@ -295,28 +281,38 @@ async def close_gateways(gateways: dict[Gateway, Any] | None) -> None:
             await close()
 
 
-async def payments_maintenance(services: Services, settings: Settings, stop: asyncio.Event) -> None:
-    """Apply gateway events that arrived before their payment (every few seconds) and, with the
-    crypto gateway configured, watch the chain for deposits."""
+async def payments_round(engine: Any, processor: PaymentProcessor, gateways: dict[Gateway, Any]) -> dict[str, int]:
+    """One round of payment upkeep: apply gateway events that arrived before their payment
+    (kept as "unmatched"), and with the crypto gateway configured, read the chain for deposits."""
     from veix.persistence.repositories.payments import unmatched_references
 
     def new_uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(services.engine)
+        return SqlUnitOfWork(engine)
 
-    crypto = services.gateways.get(Gateway.CRYPTO)
-    interval = settings.crypto_poll_seconds
+    done: dict[str, int] = {"late_events": 0}
+    async with engine.connect() as conn:
+        refs = await unmatched_references(conn, utcnow() - timedelta(days=3))
+    for gateway, reference in refs:
+        done["late_events"] += await processor.apply_late_events(new_uow, Gateway(gateway), reference)
+    crypto = gateways.get(Gateway.CRYPTO)
+    if crypto is not None:
+        from veix.gateways.crypto_watch import watch_once
+
+        for outcome, count in (await watch_once(engine, crypto, processor, new_uow, utcnow())).items():
+            done[f"crypto_{outcome}"] = count
+    return done
+
+
+async def payments_maintenance(engine: Any, processor: PaymentProcessor, gateways: dict[Gateway, Any],
+                               interval: float, stop: asyncio.Event) -> None:
+    """:func:`payments_round` every ``interval`` seconds until ``stop``."""
     while not stop.is_set():
         try:
-            async with services.engine.connect() as conn:
-                refs = await unmatched_references(conn, utcnow() - timedelta(days=3))
-            for gateway, reference in refs:
-                await services.payments.apply_late_events(new_uow, Gateway(gateway), reference)
-            if crypto is not None:
-                from veix.gateways.crypto_watch import watch_once
-
-                await watch_once(services.engine, crypto, services.payments, new_uow, utcnow())
+            done = await payments_round(engine, processor, gateways)
+            if any(done.values()):
+                log.info("payments upkeep: %s", done)
         except Exception:
-            log.exception("payments maintenance round failed")
+            log.exception("payments upkeep round failed")
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:

@@ -335,6 +335,8 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
     jobs = background_jobs(engine, batch)
     dispatching: asyncio.Task[None] | None = None
     delivering: asyncio.Task[None] | None = None
+    upkeep: asyncio.Task[None] | None = None
+    gateways: dict[Any, Any] = {}
     broadcast: Any = None
     try:
         if settings.is_sqlite:
@@ -358,6 +360,15 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         delivering = asyncio.create_task(
             WebhookDeliverer(engine, Vault.from_setting(settings.vault_key)).run_forever(stop))
         log.info("webhook deliverer started")
+        from veix.app import build_gateways, build_payments, close_gateways, payments_maintenance
+        from veix.domain.risk import RulesScorer
+
+        gateways = build_gateways(settings, engine)
+        upkeep = asyncio.create_task(payments_maintenance(
+            engine, build_payments(settings, engine, gateways, RulesScorer()), gateways,
+            settings.crypto_poll_seconds, stop))
+        log.info("payments upkeep started (late gateway events%s)",
+                 ", crypto deposits" if "crypto" in {g.value for g in gateways} else "")
         log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
                  "card holds and expiring cards", interval)
         while not stop.is_set():
@@ -381,6 +392,10 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         if delivering is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(delivering, timeout=15)
+        if upkeep is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(upkeep, timeout=10)
+            await close_gateways(gateways)
         if broadcast is not None:
             with contextlib.suppress(Exception):
                 await broadcast.disconnect()
@@ -429,6 +444,27 @@ def cmd_jobs_run_once(args: argparse.Namespace) -> int:
     counts = _with_engine(settings, work)
     for name, count in counts.items():
         print(JOB_MESSAGES[name].format(count))
+    return 0
+
+
+def cmd_payments_upkeep(args: argparse.Namespace) -> int:
+    """One round of what the worker does for payments: late gateway events, crypto deposits."""
+    from veix.app import build_gateways, build_payments, close_gateways, payments_round
+    from veix.domain.risk import RulesScorer
+
+    settings = _settings(with_secrets=True)
+
+    async def work(engine: AsyncEngine) -> dict[str, int]:
+        if settings.is_sqlite:
+            await migrate(engine)
+        gateways = build_gateways(settings, engine)
+        try:
+            return await payments_round(engine, build_payments(settings, engine, gateways, RulesScorer()), gateways)
+        finally:
+            await close_gateways(gateways)
+
+    for name, count in _with_engine(settings, work).items():
+        print(f"{name}: {count}")
     return 0
 
 
@@ -887,6 +923,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. 2099-01-01T00:00:00Z; default: the real time)")
     run_once.add_argument("--batch", type=int, default=500, help="rows read per page (default 500)")
     run_once.set_defaults(func=cmd_jobs_run_once)
+
+    payments = sub.add_parser("payments", help="payment upkeep by hand")
+    payments_sub = payments.add_subparsers(dest="payments_command", required=True, metavar="COMMAND")
+    upkeep = payments_sub.add_parser(
+        "upkeep", help="apply gateway events that arrived before their payment and check crypto deposits, once",
+        description="What the worker (and veix serve) does every VEIX_CRYPTO_POLL_SECONDS: events kept as "
+        "unmatched are applied once their payment is known; with VEIX_CRYPTO_RPC_URL and VEIX_CRYPTO_XPUB set, "
+        "open crypto deposits are read on the chain and settled, marked underpaid/overpaid, or expired.")
+    upkeep.set_defaults(func=cmd_payments_upkeep)
 
     vault = sub.add_parser("vault", help="card vault operations")
     vault_sub = vault.add_subparsers(dest="vault_command", required=True, metavar="COMMAND")

@@ -16,8 +16,11 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from veix.domain.payments import parse_asset_specs, parse_fees
+from veix.domain.routing import parse_routes
 
 log = logging.getLogger("veix.config")
 
@@ -86,6 +89,17 @@ class Settings(BaseSettings):
     crypto_confirmations: int = Field(3, ge=1, le=100)
     crypto_expiry_minutes: int = Field(30, ge=1, le=1440)
     crypto_poll_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _payment_settings_parse(self) -> Settings:
+        """Refuse malformed payment settings at start-up, naming the variable."""
+        for name, parse in (("payment_routes", parse_routes), ("payment_fees", parse_fees),
+                            ("crypto_assets", parse_asset_specs)):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"VEIX_{name.upper()}: {exc}") from None
+        return self
 
     @property
     def sandbox_enabled(self) -> bool:

@@ -257,3 +257,10 @@ def test_serve_demo_answers_with_the_printed_token(
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in out.with_name("stderr.txt").read_text()
+
+
+def test_payments_upkeep_runs_one_round_and_reports_what_it_did(demo_copy: Workspace) -> None:
+    out = demo_copy.ok("payments", "upkeep")
+    assert out.strip().splitlines() == ["late_events: 0"]
+    bad = demo_copy.run("payments", "upkeep", VEIX_PAYMENT_ROUTES="card=visa")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr

@@ -417,3 +417,20 @@ async def test_the_card_number_appears_in_no_response_log_or_stored_row(api, own
         rows = (await conn.execute(select(transactions))).all()
         events = (await conn.execute(select(gateway_events))).all()
     assert number not in repr(rows) + repr(events)
+
+
+async def test_a_refund_interrupted_by_an_outage_stays_pending_and_the_retry_completes_it(api, owner, app):
+    token, business = owner
+    await api.fund(token, business, "50.00")
+    t = (await create(api, token, business, amount="20.00"))["transaction"]
+    _sandbox(app).fail_next(1)
+    i = {"transactionId": t["id"], "idempotencyKey": "retry-me", "amount": {"amount": "5.00", "currency": "EUR"}}
+    first = (await api.gql(REFUND, {"i": i}, token))["data"]["refundPayment"]
+    assert first["userErrors"][0]["code"] == "GATEWAY_ERROR"
+    assert first["refund"]["status"] == "PENDING"
+    # The funds are reserved while the gateway's answer is unknown: 50 + 20 - 0.88 - 5.
+    assert (await balances(api, token, business))["EUR"] == "64.12"
+    second = (await api.ok(REFUND, {"i": i}, token))["refundPayment"]
+    assert second["refund"]["id"] == first["refund"]["id"] and second["refund"]["status"] == "SUCCEEDED"
+    assert second["transaction"]["refundedAmount"]["amount"] == "5.00"
+    assert (await balances(api, token, business))["EUR"] == "64.12"

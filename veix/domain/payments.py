@@ -117,6 +117,42 @@ DEFAULT_FEES: dict[str, FeeSchedule] = {
 }
 
 
+def parse_fees(text: str) -> dict[str, FeeSchedule]:
+    """``"stripe=2.9+30,paypal=3.49+49"`` over :data:`DEFAULT_FEES`; ValueError when malformed."""
+    fees = dict(DEFAULT_FEES)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, spec = part.partition("=")
+        percent, _, fixed = spec.partition("+")
+        name = name.strip().lower()
+        if name not in DEFAULT_FEES:
+            raise ValueError(f"bad fee {part!r}: unknown gateway {name!r}")
+        try:
+            schedule = FeeSchedule(Decimal(percent.strip()), int(fixed.strip() or 0))
+        except (ArithmeticError, ValueError):
+            raise ValueError(f"bad fee {part!r}: expected <gateway>=<percent>+<fixed minor units>") from None
+        if not (0 <= schedule.percent < 100) or schedule.fixed_minor < 0:
+            raise ValueError(f"bad fee {part!r}: percent in [0, 100), fixed >= 0")
+        fees[name] = schedule
+    return fees
+
+
+def parse_asset_specs(text: str) -> list[tuple[str, int, str | None, dict[str, Decimal]]]:
+    """``"ETH:18::USD=3000;USDC:6:0xA0b8...:USD=1"`` -> (symbol, decimals, token, prices)."""
+    specs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        try:
+            symbol, decimals, token, prices = part.split(":", 3)
+            priced = {cur.strip().upper(): Decimal(val.strip()) for cur, _, val in
+                      (p.partition("=") for p in prices.split(",") if p.strip())}
+            places = int(decimals)
+        except (ValueError, ArithmeticError):
+            raise ValueError(f"bad crypto asset {part!r}: expected SYMBOL:decimals:token:CUR=price,...") from None
+        if not symbol.strip().isalnum() or not 0 <= places <= 36 or not priced or min(priced.values()) <= 0:
+            raise ValueError(f"bad crypto asset {part!r}")
+        specs.append((symbol.strip().upper(), places, token.strip() or None, priced))
+    return specs
+
+
 # ---------------------------------------------------------------- input rules
 
 _DIGITS = re.compile(r"^[0-9]+$")
