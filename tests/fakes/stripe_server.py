@@ -310,6 +310,8 @@ class FakeStripe:
                 return self._render(self._capture(pi, params), expand)
             if action == "cancel":
                 return self._render(self._cancel(pi, params), expand)
+        if parts[:2] == ["v1", "disputes"] and len(parts) == 3 and method == "POST":
+            return self._update_dispute(parts[2], params)
         if parts == ["v1", "refunds"] and method == "POST":
             return self._create_refund(params)
         raise _ApiError(404, {"type": "invalid_request_error", "message": f"Unrecognized request URL ({method}: {path})."})
@@ -491,6 +493,19 @@ class FakeStripe:
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
         return refund
+
+    def _update_dispute(self, dispute_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        dispute = next((d for d in self._state.disputes.values() if d["id"] == dispute_id), None)
+        if dispute is None:
+            raise _ApiError(404, {"type": "invalid_request_error", "message": f"No such dispute: {dispute_id!r}"})
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise _invalid("This dispute is already closed or under review", param="evidence")
+        dispute["evidence"] = {**dispute.get("evidence", {}), **(params.get("evidence") or {})}
+        if str(params.get("submit")).lower() == "true":
+            dispute["status"] = "under_review"
+            dispute["evidence_details"]["has_evidence"] = True
+            dispute["evidence_details"]["submission_count"] += 1
+        return dispute
 
     def _open_dispute(self, pi_id: str, reason: str, due_in_days: int) -> dict[str, Any]:
         pi = self._state.intents[pi_id]

@@ -21,6 +21,7 @@ from tests.integration.payment_helpers import (
     CAPTURE,
     CONFIRM,
     CREATE,
+    EVIDENCE,
     REFUND,
     SETTINGS,
     balances,
@@ -168,6 +169,26 @@ async def test_stripe_webhooks_drive_status_and_disputes_exactly_once(gw, mercha
     final = await transaction(gw, token, t["id"])
     assert final["dispute"]["status"] == "LOST" and final["status"] == "DISPUTED"
     assert (await balances(gw, token, business))["EUR"] == "98.83"
+
+
+async def test_dispute_evidence_is_submitted_to_stripe(gw, merchant, fakes):
+    stripe, _ = fakes
+    token, business = merchant
+    await gw.fund(token, business, "50.00")
+    t = (await create(gw, token, business, amount="30.00"))["transaction"]
+    body, headers = stripe.dispute_event(t["gatewayReference"], "charge.dispute.created")
+    assert (await gw.client.post("/v1/webhooks/stripe", content=body, headers=headers)).status_code == 200
+    dispute = (await transaction(gw, token, t["id"]))["dispute"]
+    evidence = {"shipping_tracking_number": "1Z999", "shipping_carrier": "UPS", "receipt": "file_123",
+                "note": "delivered to the front desk"}
+    data = await gw.ok(EVIDENCE, {"i": {"disputeId": dispute["id"], "evidence": evidence}}, token)
+    assert data["submitDisputeEvidence"]["dispute"]["status"] == "UNDER_REVIEW"
+    sent = stripe.requests_to(f"/v1/disputes/{json.loads(body)['data']['object']['id']}")[-1].params
+    assert sent["submit"] == "true"
+    assert sent["evidence"]["shipping_tracking_number"] == "1Z999" and sent["evidence"]["receipt"] == "file_123"
+    assert "delivered to the front desk" in sent["evidence"]["uncategorized_text"]
+    again = await gw.gql(EVIDENCE, {"i": {"disputeId": dispute["id"], "evidence": {"x": "y"}}}, token)
+    assert again["data"]["submitDisputeEvidence"]["userErrors"][0]["code"] == "INVALID_STATE_TRANSITION"
 
 
 async def test_a_won_stripe_dispute_returns_the_funds(gw, merchant, fakes):

@@ -434,3 +434,13 @@ async def test_a_refund_interrupted_by_an_outage_stays_pending_and_the_retry_com
     assert second["refund"]["id"] == first["refund"]["id"] and second["refund"]["status"] == "SUCCEEDED"
     assert second["transaction"]["refundedAmount"]["amount"] == "5.00"
     assert (await balances(api, token, business))["EUR"] == "64.12"
+
+
+async def test_payment_methods_and_disputes_are_nodes_only_for_their_business(api, owner):
+    token, business = owner
+    t = (await create(api, token, business))["transaction"]
+    query = "query($id: ID!){ node(id:$id){ id ... on PaymentMethod { display type } } }"
+    found = await api.ok(query, {"id": t["paymentMethod"]["id"]}, token)
+    assert found["node"]["display"] == "Visa •••• 4242"
+    stranger, _ = await api.sign_up()
+    assert (await api.ok(query, {"id": t["paymentMethod"]["id"]}, stranger))["node"] is None

@@ -1,8 +1,9 @@
 """Outbound webhooks: the pure rules (endpoint validation, retry schedule, disabling).
 
 - **Event types** an endpoint subscribes to are checked against the events Veix emits:
-  the families ``business.*``, ``member.*``, ``card.*``, ``card_transaction.*`` (a family
-  wildcard or one ``family.action`` name), and the exact names ``transaction.created``,
+  the families ``business.*``, ``member.*``, ``card.*``, ``card_transaction.*``,
+  ``transaction.*`` (payments, refunds, fundings: ``.created``, ``.updated``) and ``dispute.*``
+  (a family wildcard or one ``family.action`` name), and the exact names
   ``fraud_alert.created`` and ``webhook_endpoint.disabled``. No list (``None``) means every event.
 - **URL**: in production only ``https``, and never a host that names this machine or a
   private network: ``localhost`` (and ``*.localhost``), or an IP literal that is private,
@@ -42,7 +43,7 @@ MAX_DESCRIPTION = 500
 TEST_EVENT = "webhook.test"
 DISABLED_EVENT = "webhook_endpoint.disabled"
 
-WILDCARD_FAMILIES = frozenset({"business", "member", "card", "card_transaction"})
+WILDCARD_FAMILIES = frozenset({"business", "member", "card", "card_transaction", "transaction", "dispute"})
 EXACT_TYPES = frozenset({"transaction.created", "fraud_alert.created", DISABLED_EVENT})
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 

@@ -16,6 +16,7 @@ without a connected account has nothing to be taken from and is not sent.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,18 @@ __all__ = ["DEFAULT_CURRENCIES", "StripeGateway"]
 
 DEFAULT_CURRENCIES = frozenset("EUR USD GBP CHF SEK NOK DKK PLN CZK JPY CAD AUD".split())
 WEBHOOK_TOLERANCE_SECONDS = 300
+EVIDENCE_TEXT_LIMIT = 20_000  # Stripe's limit per text field (150,000 characters in all)
+_TEXT_EVIDENCE = frozenset({
+    "access_activity_log", "billing_address", "cancellation_policy_disclosure", "cancellation_rebuttal",
+    "customer_email_address", "customer_name", "customer_purchase_ip", "duplicate_charge_explanation",
+    "duplicate_charge_id", "product_description", "refund_policy_disclosure", "refund_refusal_explanation",
+    "service_date", "shipping_address", "shipping_carrier", "shipping_date", "shipping_tracking_number",
+    "uncategorized_text",
+})
+_FILE_EVIDENCE = frozenset({
+    "cancellation_policy", "customer_communication", "customer_signature", "duplicate_charge_documentation",
+    "receipt", "refund_policy", "service_documentation", "shipping_documentation", "uncategorized_file",
+})
 
 _DECLINE_CODES = frozenset({
     "card_declined", "insufficient_funds", "expired_card", "incorrect_cvc", "processing_error",
@@ -260,6 +273,28 @@ class StripeGateway:
             status=_REFUND_STATUS.get(refund["status"], RefundStatus.PENDING),
             amount=from_minor(refund["amount"], refund["currency"].upper()),
         )
+
+    async def submit_dispute_evidence(self, dispute_reference: str, evidence: Mapping[str, Any]) -> None:
+        """Send the merchant's evidence and submit it (``POST /v1/disputes/{id}``, ``submit=true``).
+
+        Keys that are Stripe's own evidence fields go as they are (text fields as text, file
+        fields only as ``file_...`` ids); anything else is appended, as JSON, to
+        ``uncategorized_text``, so nothing the merchant gave is dropped.
+        """
+        fields: dict[str, str] = {}
+        extra: dict[str, Any] = {}
+        for key, value in evidence.items():
+            if key in _TEXT_EVIDENCE and isinstance(value, str):
+                fields[key] = value[:EVIDENCE_TEXT_LIMIT]
+            elif key in _FILE_EVIDENCE and isinstance(value, str) and value.startswith("file_"):
+                fields[key] = value
+            else:
+                extra[key] = value
+        if extra:
+            text = (fields.get("uncategorized_text", "") + "\n" + json.dumps(extra, default=str)).strip()
+            fields["uncategorized_text"] = text[:EVIDENCE_TEXT_LIMIT]
+        params: Any = {"evidence": fields, "submit": True}
+        await self._call(self._client.v1.disputes.update_async(dispute_reference, params))
 
     # -- webhooks --------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from veix.domain.disputes import Dispute, PaymentSettings
+from veix.domain.disputes import Dispute, PaymentMethodRecord, PaymentSettings
 from veix.domain.errors import InvalidInput, NotFound, VeixError
 from veix.domain.events import utcnow
 from veix.domain.gateway import PaymentMethodType, PaypalDetails
@@ -134,6 +134,18 @@ async def get_dispute(ctx: Context, dispute_gid: str) -> Dispute | None:
         return None
     await ctx.require(d.business_id, "transactions:read", field=["id"])
     return d
+
+
+async def get_payment_method(ctx: Context, method_gid: str) -> PaymentMethodRecord | None:
+    try:
+        method_id = from_global_id(method_gid, "PaymentMethod", field=["id"])
+    except NotFound:
+        return None
+    pm = (await ctx.read(lambda c: q.payment_methods_by_ids(c, [method_id]))).get(method_id)
+    if pm is None or await ctx.role_in(pm.business_id) is None:
+        return None
+    await ctx.require(pm.business_id, "transactions:read", field=["id"])
+    return pm
 
 
 async def update_payment_settings(ctx: Context, data: Any) -> PaymentSettings:

@@ -22,7 +22,7 @@ from veix.schema.types.business import (
 )
 from veix.schema.types.cards import Card, CardTransaction
 from veix.schema.types.common import Node, PageInfo
-from veix.schema.types.payments import Dispute
+from veix.schema.types.payments import Dispute, PaymentMethod
 
 
 @strawberry.type(description="Everything that can be read.")
@@ -53,6 +53,9 @@ class Query:
         if type_name == "Card":
             c = await cards.get_card(ctx, id)
             return Card.of(c) if c else None
+        if type_name == "PaymentMethod":
+            pm = await payments.get_payment_method(ctx, id)
+            return PaymentMethod.of(pm) if pm else None
         if type_name == "Dispute":
             d = await payments.get_dispute(ctx, id)
             return Dispute.of(d) if d else None

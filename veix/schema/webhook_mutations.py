@@ -21,8 +21,9 @@ class CreateWebhookEndpointInput:
         description="Where to POST events: https, and not a private or loopback address (in production).")
     event_types: list[str] | None = strawberry.field(
         default=None, description="Event types to receive: a family (card.*, card_transaction.*, "
-                                  "business.*, member.*) or a name (transaction.created, "
-                                  "fraud_alert.created, ...); omit or null for every event.")
+                                  "business.*, member.*, transaction.*, dispute.*) or a name "
+                                  "(transaction.updated, fraud_alert.created, ...); omit or null for every "
+                                  "event.")
     description: str | None = strawberry.field(default=None, description="Your note, at most 500 characters.")
 
 
