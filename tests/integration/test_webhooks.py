@@ -142,7 +142,10 @@ def test_event_types_are_checked_against_the_known_list() -> None:
     assert parse_event_types(["card.*", "transaction.created", "card.*", "fraud_alert.created",
                               "card_transaction.created", "member.invited"], field=["t"]) == [
         "card.*", "transaction.created", "fraud_alert.created", "card_transaction.created", "member.invited"]
-    for bad in (["nope.created"], ["transaction.refunded"], ["*"], ["card"], [], ["webhook.test"]):
+    assert parse_event_types(["transaction.*", "transaction.updated", "dispute.*"], field=["t"]) == [
+        "transaction.*", "transaction.updated", "dispute.*"]
+    for bad in (["nope.created"], ["transaction.refunded"], ["dispute.won"], ["*"], ["card"], [],
+                ["webhook.test"]):
         with pytest.raises(InvalidInput):
             parse_event_types(bad, field=["t"])
     assert subscribes(None, "business.created")

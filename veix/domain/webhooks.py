@@ -44,6 +44,8 @@ TEST_EVENT = "webhook.test"
 DISABLED_EVENT = "webhook_endpoint.disabled"
 
 WILDCARD_FAMILIES = frozenset({"business", "member", "card", "card_transaction", "transaction", "dispute"})
+# Families whose actions are few and known: only these names (or the wildcard) are accepted.
+CLOSED_FAMILIES = {"transaction": frozenset({"created", "updated"}), "dispute": frozenset({"created", "updated"})}
 EXACT_TYPES = frozenset({"transaction.created", "fraud_alert.created", DISABLED_EVENT})
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
@@ -91,6 +93,8 @@ def is_known_event_type(name: str) -> bool:
     family, sep, action = name.partition(".")
     if not sep or family not in WILDCARD_FAMILIES:
         return False
+    if family in CLOSED_FAMILIES:
+        return action == "*" or action in CLOSED_FAMILIES[family]
     return action == "*" or _ACTION_RE.fullmatch(action) is not None
 
 
