@@ -189,6 +189,40 @@ def test_transaction_updates_stream_funding(client: TestClient, http: Http) -> N
         ws.__exit__(None, None, None)
 
 
+def test_a_payment_and_its_refund_stream_as_transaction_updates(client: TestClient, http: Http) -> None:
+    token = http.sign_up()
+    business_id = http.business(token)
+    ws, session = open_transport_ws(client, token)
+    try:
+        assert receive(session)["type"] == "connection_ack"
+        subscribe(session, "1", TXN_UPDATES.replace("amount{ amount currency }", "amount{ amount currency } status"),
+                  {"b": business_id})
+        wait_subscribed(client, business_id)
+        created = http.ok(
+            "mutation($i: CreatePaymentInput!){ createPayment(input:$i){ transaction{ id } userErrors{ code } } }",
+            {"i": {"businessId": business_id, "amount": {"amount": "77.00", "currency": "EUR"}, "method": "CARD",
+                   "card": {"number": "4242424242424242", "expMonth": 12, "expYear": 2034, "cvc": "123"},
+                   "idempotencyKey": uuid.uuid4().hex}}, token)["createPayment"]["transaction"]["id"]
+        http.ok("mutation($i: RefundInput!){ refundPayment(input:$i){ refund{ id } userErrors{ code } } }",
+                {"i": {"transactionId": created, "idempotencyKey": uuid.uuid4().hex,
+                       "amount": {"amount": "7.00", "currency": "EUR"}}}, token)
+        seen = []
+        while len(seen) < 5:
+            event = next_event(session)
+            if event["transaction"]["amount"]["amount"] == "1000.00":
+                continue  # the opening deposit (see the funding test)
+            seen.append((event["kind"], event["transaction"]["type"], event["transaction"]["status"],
+                         event["transaction"]["amount"]["amount"]))
+        kinds = [(k, t) for k, t, _, _ in seen]
+        assert kinds == [("transaction.created", "PAYMENT"), ("transaction.updated", "PAYMENT"),
+                         ("transaction.created", "REFUND"), ("transaction.updated", "REFUND"),
+                         ("transaction.updated", "PAYMENT")]
+        # Each event carries the transaction as it is when delivered: the last one is refunded in part.
+        assert seen[-1][2] == "PARTIALLY_REFUNDED" and [a for _, _, _, a in seen][2:4] == ["7.00", "7.00"]
+    finally:
+        ws.__exit__(None, None, None)
+
+
 def test_a_foreign_business_is_refused_like_a_missing_one(client: TestClient, http: Http) -> None:
     owner = http.sign_up()
     business_id = http.business(owner)
