@@ -103,7 +103,9 @@ def build_gateways(settings: Settings, engine: Any) -> dict[Gateway, Any]:
         from veix.gateways.sandbox import SandboxGateway
 
         assert settings.sandbox_webhook_secret is not None
-        gateways[Gateway.SANDBOX] = SandboxGateway(settings.sandbox_webhook_secret, public_url=settings.public_url)
+        gateways[Gateway.SANDBOX] = SandboxGateway(
+            settings.sandbox_webhook_secret, public_url=settings.public_url,
+            latency=settings.sandbox_latency_ms / 1000, failure_rate=settings.sandbox_failure_rate)
     if settings.stripe_api_key and settings.stripe_webhook_secret:
         from veix.gateways.stripe import StripeGateway
 

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"  # where payers are sent back to (sandbox 3-D Secure)
     sandbox_gateway: bool | None = None  # default: on in development, off in production
     sandbox_webhook_secret: str | None = None
+    sandbox_latency_ms: int = Field(0, ge=0, le=60_000)  # added to every sandbox call
+    sandbox_failure_rate: float = Field(0.0, ge=0, le=1)  # share of sandbox calls that fail as outages
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None  # a local Stripe-compatible server (tests); None = api.stripe.com

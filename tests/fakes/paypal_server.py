@@ -3,7 +3,9 @@
 It runs ``http.server`` in a background thread on 127.0.0.1 (a free port)
 and keeps everything in memory: OAuth client credentials, Orders v2
 (create, get, capture, authorize), authorizations (get, capture, void),
-captures (get, refund) and ``verify-webhook-signature``. ``PayPal-Request-Id``
+captures (get, refund), ``verify-webhook-signature`` and the Disputes API's
+``provide-evidence`` (multipart/form-data with an ``input`` JSON part, as at
+PayPal) for the disputes :meth:`FakePaypal.dispute_resource` made. ``PayPal-Request-Id``
 replays the first answer. Faults can be injected for the next requests:
 ``fail_next`` (a non-JSON body, like a load balancer's error page) and
 ``hang_next`` (the answer comes late).
@@ -26,6 +28,8 @@ import zlib
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -65,6 +69,9 @@ class FakePaypal:
         self.captures: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self._refunded: dict[str, Decimal] = {}  # capture id -> refunded so far
+        self.disputes: dict[str, dict[str, Any]] = {}  # dispute id -> the dispute resource
+        self.evidence: dict[str, dict[str, Any]] = {}  # dispute id -> the last provide-evidence ``input``
+        self.evidence_parts: dict[str, dict[str, str | None]] = {}  # dispute id -> part name -> its content type
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, token calls included
         self._tokens: set[str] = set()
         self._replays: dict[tuple[str, str], tuple[int, Any]] = {}
@@ -185,6 +192,8 @@ class FakePaypal:
         }
         if outcome:
             resource["dispute_outcome"] = {"outcome_code": outcome}
+        with self._lock:
+            self.disputes[resource["dispute_id"]] = json.loads(json.dumps(resource))
         return resource
 
     # -- internals -------------------------------------------------------------
@@ -211,6 +220,10 @@ class FakePaypal:
         auth = headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self._tokens:
             return 401, {"error": "invalid_token", "error_description": "Token signature verification failed"}
+        parts = path.strip("/").split("/")
+        if method == "POST" and parts[:3] == ["v1", "customer", "disputes"] and parts[4:] == ["provide-evidence"]:
+            with self._lock:
+                return self._provide_evidence(parts[3], headers.get("content-type", ""), body)
         try:
             payload = json.loads(body) if body else {}
         except ValueError:
@@ -427,6 +440,49 @@ class FakePaypal:
         self.refunds[refund_id] = refund
         self._order_of(capture)["purchase_units"][0]["payments"].setdefault("refunds", []).append(refund)
         return 201, refund
+
+    def _provide_evidence(self, dispute_id: str, content_type: str, body: bytes) -> tuple[int, Any]:
+        """PayPal's provide-evidence: multipart/form-data only, the evidences as JSON in the ``input`` part."""
+        if dispute_id not in self.disputes:
+            return _NOT_FOUND
+        invalid = (400, {"name": "INVALID_REQUEST", "message": "Request is not well-formed",
+                         "details": [{"issue": "INVALID_PARAMETER_SYNTAX"}]})
+        if not content_type.lower().startswith("multipart/form-data"):
+            return 415, {"name": "UNSUPPORTED_MEDIA_TYPE", "message": "The media type is not supported."}
+        message = BytesParser(policy=policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+        if not message.is_multipart():
+            return invalid
+        parts: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                parts[str(name)] = part
+        if "input" not in parts:
+            return 400, {"name": "INVALID_REQUEST", "message": "Request is not well-formed",
+                         "details": [{"issue": "MISSING_REQUIRED_PARAMETER", "field": "input"}]}
+        try:
+            data = json.loads(parts["input"].get_payload(decode=True))
+        except ValueError:
+            return invalid
+        evidences = data.get("evidences") if isinstance(data, dict) else None
+        if not isinstance(evidences, list) or not evidences:
+            return invalid
+        for evidence in evidences:
+            if not isinstance(evidence, dict) or not evidence.get("evidence_type"):
+                return invalid
+            if len(str(evidence.get("notes") or "")) > 2000:
+                return 400, {"name": "INVALID_REQUEST", "message": "Request is not well-formed",
+                             "details": [{"issue": "INVALID_STRING_MAX_LENGTH", "field": "notes"}]}
+            if evidence["evidence_type"] == "PROOF_OF_FULFILLMENT":
+                tracking = (evidence.get("evidence_info") or {}).get("tracking_info") or []
+                if not tracking or not all(t.get("carrier_name") and t.get("tracking_number") for t in tracking):
+                    return _unprocessable("MISSING_TRACKING_INFO")
+        self.evidence[dispute_id] = data
+        self.evidence_parts[dispute_id] = {name: part.get_content_type() for name, part in parts.items()}
+        self.disputes[dispute_id]["status"] = "UNDER_REVIEW"
+        return 200, {"links": [{"href": f"{self.base_url}/v1/customer/disputes/{dispute_id}", "rel": "detail",
+                                "method": "GET"}]}
 
     def _verify(self, payload: dict[str, Any]) -> tuple[int, Any]:
         required = ("auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time",

@@ -257,6 +257,11 @@ async def test_a_paypal_dispute_webhook_opens_a_dispute_on_the_order(gw, merchan
     assert r.status_code == 200 and r.json()["outcome"] == "applied", r.text
     after = await transaction(gw, token, t["id"])
     assert after["status"] == "DISPUTED" and after["dispute"]["amount"]["amount"] == "20.00"
+    evidence = {"tracking_number": "RM123", "carrier": "Royal Mail", "note": "signed for"}
+    data = await gw.ok(EVIDENCE, {"i": {"disputeId": after["dispute"]["id"], "evidence": evidence}}, token)
+    assert data["submitDisputeEvidence"]["dispute"]["status"] == "UNDER_REVIEW"
+    sent = paypal.evidence[json.loads(body)["resource"]["dispute_id"]]["evidences"]
+    assert sent[0]["evidence_type"] == "PROOF_OF_FULFILLMENT" and "signed for" in sent[1]["notes"]
     forged = json.loads(body)
     forged["resource"]["dispute_amount"]["value"] = "1.00"
     r = await gw.client.post("/v1/webhooks/paypal", content=json.dumps(forged).encode(), headers=headers)

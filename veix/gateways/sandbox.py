@@ -27,7 +27,8 @@ replays).
 
 The sandbox keeps what it must remember across processes in its references
 (``sbx_pi_<kind>_<id>``): a 3-D Secure payment confirmed on another worker
-still completes. ``latency`` and :meth:`fail_next` inject slowness and
+still completes. ``latency`` (``VEIX_SANDBOX_LATENCY_MS``), ``failure_rate``
+(``VEIX_SANDBOX_FAILURE_RATE``) and :meth:`fail_next` inject slowness and
 outages for tests.
 """
 
@@ -38,6 +39,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -106,11 +108,12 @@ class SandboxGateway:
         manual_capture=True, partial_capture=True, refunds=True, partial_refunds=True)
 
     def __init__(self, webhook_secret: str, *, public_url: str = "http://127.0.0.1:8000",
-                 latency: float = 0.0, event_delay: float = 0.2,
+                 latency: float = 0.0, failure_rate: float = 0.0, event_delay: float = 0.2,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.webhook_secret = webhook_secret
         self.public_url = public_url.rstrip("/")
         self.latency = latency
+        self.failure_rate = failure_rate
         self.event_delay = event_delay
         self.clock = clock
         self._intents: dict[str, _Intent] = {}
@@ -135,6 +138,8 @@ class SandboxGateway:
         if self._failures > 0:
             self._failures -= 1
             raise GatewayUnavailable("sandbox: injected outage (HTTP 503)")
+        if self.failure_rate and random.random() < self.failure_rate:
+            raise GatewayUnavailable("sandbox: random outage (VEIX_SANDBOX_FAILURE_RATE)")
 
     def _emit(self, event: WebhookEvent) -> None:
         listener = self._listener

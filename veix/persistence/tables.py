@@ -120,10 +120,12 @@ ledger_accounts = Table(
 journal_entries = Table(
     "journal_entries", metadata,
     Column("id", Uuid, primary_key=True),
-    Column("business_id", Uuid, ForeignKey("businesses.id"), index=True),
+    # Not indexed: the ledger is read whole (``veix ledger verify``); balances
+    # live on ledger_accounts. Each index costs every card authorization.
+    Column("business_id", Uuid, ForeignKey("businesses.id")),
     Column("kind", String(32), nullable=False),
     Column("description", String(200), nullable=False),
-    Column("transaction_id", Uuid, index=True),
+    Column("transaction_id", Uuid),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -131,7 +133,7 @@ postings = Table(
     "postings", metadata,
     Column("id", Uuid, primary_key=True),
     Column("entry_id", Uuid, ForeignKey("journal_entries.id"), nullable=False, index=True),
-    Column("account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False, index=True),
+    Column("account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False),  # not indexed, as above
     Column("amount", MoneyType, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("pending", Boolean, nullable=False, default=False),
@@ -296,7 +298,10 @@ outbox = Table(
     Column("event_type", String(64), nullable=False),
     Column("payload", JSONType, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("dispatched_at", UTCDateTime, index=True),
+    Column("dispatched_at", UTCDateTime),
+    # The dispatcher's query: rows still to publish, oldest first.
+    Index("ix_outbox_pending", "seq", postgresql_where=text("dispatched_at IS NULL"),
+          sqlite_where=text("dispatched_at IS NULL")),
 )
 
 audit_log = Table(

@@ -387,3 +387,70 @@ async def test_dispute_updates(
 async def test_other_events_are_ignored(fake: FakePaypal, gateway: PaypalGateway) -> None:
     event = await gateway.parse_webhook(*fake.signed_event("BILLING.SUBSCRIPTION.CREATED", {"id": "I-1"}))
     assert event.kind is WebhookKind.IGNORED and event.reference is None
+
+
+# -- dispute evidence -------------------------------------------------------------------
+
+
+async def opened_dispute(fake: FakePaypal, gateway: PaypalGateway) -> str:
+    """A dispute on a paid order, with its id taken from the adapter's DisputeInfo."""
+    reference = await paid_order(fake, gateway)
+    event = await gateway.parse_webhook(*fake.signed_event("CUSTOMER.DISPUTE.CREATED", fake.dispute_resource(reference)))
+    assert event.dispute is not None and event.dispute.reference.startswith("PP-D-")
+    return event.dispute.reference
+
+
+async def test_evidence_with_tracking_is_proof_of_fulfillment(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    dispute_id = await opened_dispute(fake, gateway)
+    await gateway.submit_dispute_evidence(dispute_id, {"tracking_number": "1Z999AA10123456784", "carrier": "UPS"})
+    assert fake.evidence[dispute_id] == {"evidences": [{
+        "evidence_type": "PROOF_OF_FULFILLMENT",
+        "evidence_info": {"tracking_info": [{"carrier_name": "UPS", "tracking_number": "1Z999AA10123456784"}]},
+    }]}
+    # Real multipart: the JSON travels in an ``input`` part, as PayPal requires.
+    assert fake.evidence_parts[dispute_id] == {"input": "application/json"}
+    assert ("POST", f"/v1/customer/disputes/{dispute_id}/provide-evidence") in fake.requests
+
+
+async def test_unknown_carrier_and_other_fields(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    dispute_id = await opened_dispute(fake, gateway)
+    await gateway.submit_dispute_evidence(dispute_id, {
+        "tracking_number": "JJD0001", "carrier": "Hermes Paketdienst", "uncategorized_text": "Delivered on time.",
+    })
+    fulfillment, other = fake.evidence[dispute_id]["evidences"]
+    assert fulfillment["evidence_info"]["tracking_info"] == [
+        {"carrier_name": "OTHER", "carrier_name_other": "Hermes Paketdienst", "tracking_number": "JJD0001"}]
+    assert other == {"evidence_type": "OTHER", "notes": json.dumps({"uncategorized_text": "Delivered on time."})}
+
+
+async def test_free_text_evidence_is_other_with_notes(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    dispute_id = await opened_dispute(fake, gateway)
+    evidence = {"uncategorized_text": "The buyer downloaded the e-book twice.", "tracking_number": "no carrier"}
+    await gateway.submit_dispute_evidence(dispute_id, evidence)
+    (sent,) = fake.evidence[dispute_id]["evidences"]
+    assert sent["evidence_type"] == "OTHER" and "evidence_info" not in sent
+    assert json.loads(sent["notes"]) == evidence
+
+
+async def test_long_evidence_is_truncated_to_the_notes_limit(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    dispute_id = await opened_dispute(fake, gateway)
+    await gateway.submit_dispute_evidence(dispute_id, {"uncategorized_text": "é" * 5000})
+    notes = fake.evidence[dispute_id]["evidences"][0]["notes"]
+    assert len(notes) == 2000 and notes.startswith('{"uncategorized_text": "éé')
+
+
+async def test_evidence_for_an_unknown_dispute_is_failure(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    with pytest.raises(GatewayFailure, match="404"):
+        await gateway.submit_dispute_evidence("PP-D-UNKNOWN1", {"uncategorized_text": "x"})
+    assert "PP-D-UNKNOWN1" not in fake.evidence
+
+
+async def test_evidence_outage_is_unavailable(fake: FakePaypal, gateway: PaypalGateway) -> None:
+    dispute_id = await opened_dispute(fake, gateway)
+    fake.fail_next(1, status=503, body=NGINX_503)
+    with pytest.raises(GatewayUnavailable, match="503"):
+        await gateway.submit_dispute_evidence(dispute_id, {"uncategorized_text": "x"})
+    assert dispute_id not in fake.evidence
+    fake.hang_next(1, seconds=3)
+    with pytest.raises(GatewayUnavailable):
+        await gateway.submit_dispute_evidence(dispute_id, {"uncategorized_text": "x"})

@@ -184,3 +184,15 @@ def test_fee_and_asset_settings_parse_and_refuse_garbage() -> None:
     for bad in ("ETH:18", "ETH:x::USD=1", "ETH:18::USD=0", "E-TH:18::USD=1"):
         with pytest.raises(ValueError):
             rules.parse_asset_specs(bad)
+
+
+async def test_the_sandbox_injects_latency_and_random_outages_when_configured() -> None:
+    import time
+
+    always_down = SandboxGateway("whsec_" + "A" * 44, failure_rate=1.0)
+    with pytest.raises(GatewayUnavailable):
+        await always_down.authorize(_request())
+    slow = SandboxGateway("whsec_" + "A" * 44, latency=0.05)
+    started = time.monotonic()
+    assert (await slow.authorize(_request())).status is GatewayPaymentStatus.SUCCEEDED
+    assert time.monotonic() - started >= 0.05
