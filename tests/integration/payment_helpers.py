@@ -8,7 +8,7 @@ from typing import Any
 
 TXN_FIELDS = """id type status amount{ amount currency } capturedAmount{ amount }
   processingFee{ amount currency } refundedAmount{ amount } gateway gatewayReference errorCode errorMessage
-  nextAction riskScore metadata paymentMethod{ id type display gateway }
+  nextAction riskScore metadata gatewayDetails capturableAmount{ amount } paymentMethod{ id type display gateway }
   refunds{ id amount{ amount } status reason } dispute{ id status amount{ amount } reason evidenceDueBy evidence }
   routing{ gateway outcome detail }"""
 

@@ -330,7 +330,8 @@ async def test_crypto_underpayment_and_no_payment_fail_at_expiry_and_overpayment
     assert (await transaction(gw, token, under["id"]))["errorCode"] == "underpaid"
     assert (await transaction(gw, token, nothing["id"]))["errorCode"] == "expired"
     paid = await transaction(gw, token, over["id"])
-    assert paid["status"] == "SUCCEEDED" and paid["metadata"]["crypto"]["overpaid"] is True
+    assert paid["status"] == "SUCCEEDED" and paid["gatewayDetails"]["crypto"]["overpaid"] is True
+    assert paid["metadata"] == {}  # the caller's metadata stays the caller's
 
 
 async def test_an_unknown_crypto_asset_is_a_user_error(gw, merchant):

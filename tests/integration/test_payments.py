@@ -108,12 +108,14 @@ async def test_an_authorization_is_captured_partially_and_the_fee_is_on_what_was
     token, business = owner
     t = (await create(api, token, business, amount="50.00", capture=False))["transaction"]
     assert t["status"] == "PENDING" and t["capturedAmount"]["amount"] in ("0", "0.00")
+    assert t["capturableAmount"] == {"amount": "50.00"}
     assert await balances(api, token, business) == {}
     data = await api.ok(CAPTURE, {"i": {"transactionId": t["id"], "idempotencyKey": "cap-1",
                                         "amount": {"amount": "20.00", "currency": "EUR"}}}, token)
     captured = data["capturePayment"]["transaction"]
     assert captured["status"] == "SUCCEEDED" and captured["capturedAmount"]["amount"] == "20.00"
     assert captured["processingFee"]["amount"] == "0.88"  # 2.9 % of 20 + 0.30
+    assert captured["capturableAmount"] is None
     assert (await balances(api, token, business))["EUR"] == "19.12"
     again = await api.ok(CAPTURE, {"i": {"transactionId": t["id"], "idempotencyKey": "cap-1",
                                          "amount": {"amount": "20.00", "currency": "EUR"}}}, token)

@@ -69,3 +69,7 @@ class Transaction:
     captured_amount: Decimal = Decimal(0)
     description: str | None = None
     routing: list[dict[str, Any]] | None = None
+    # What the gateway reported, kept apart from the caller's metadata: its status word,
+    # the details it needs later (a crypto deposit's address and expected amount), what
+    # can still be captured, what the chain showed.
+    gateway_data: dict[str, Any] = field(default_factory=dict)

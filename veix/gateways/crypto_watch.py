@@ -33,7 +33,7 @@ async def watch_once(engine: AsyncEngine, gateway: CryptoGateway, processor: Pay
         payments = await open_payments(conn, Gateway.CRYPTO)
     deposits = []
     for t in payments:
-        details = t.metadata.get("gateway_details")
+        details = t.gateway_data.get("details")
         if not details:
             continue
         last = "processing" if t.status is TransactionStatus.PROCESSING else None

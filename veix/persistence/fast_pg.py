@@ -111,6 +111,12 @@ FOR UPDATE OF c
 """
 
 
+class DebitRefused(Exception):
+    """A deferred debit would have overdrawn its account: nothing was written;
+    run the decision again without deferring (PgLedger.post raises
+    InsufficientFunds there, which the decision turns into a decline)."""
+
+
 class PgAuthorizationStore:
     def __init__(self, conn: asyncpg.Connection, uow: PgAuthorizationUnitOfWork, *, assume_new: bool) -> None:
         self.conn = conn
@@ -253,9 +259,15 @@ class PgLedger:
             refs[line.account.code] = line.account
         applied: list[tuple[str, Decimal]] = []
         deferred = []
+        # The first entry's checked debits can go with the other writes: that
+        # statement then fails (DebitRefused) if one would overdraw, and the
+        # caller runs the decision again with the debits applied at once.
+        defer = self.uow.defer_debits and not self.uow.deferred_entries
         for code in sorted(by_code):  # fixed lock order, as the Core ledger: no deadlocks
             ref, amount = refs[code], by_code[code]
-            if amount < 0 and not ref.allow_negative:
+            if amount < 0 and not ref.allow_negative and defer:
+                self.uow.deferred_debits.append((code, amount, entry.occurred_at))
+            elif amount < 0 and not ref.allow_negative:
                 ok = await self.conn.fetchval(
                     "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 "
                     "WHERE code = $1 AND balance + $2 >= 0 RETURNING true", code, amount, entry.occurred_at)
@@ -287,9 +299,11 @@ class PgAuthorizationUnitOfWork:
     sent at commit as ONE statement (data-modifying CTEs), so an approval costs
     BEGIN, card, features, debit, writes, COMMIT: six round trips."""
 
-    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False, defer_debits: bool = False) -> None:
         self.pool = pool
         self.assume_new = assume_new
+        self.defer_debits = defer_debits
+        self.deferred_debits: list[tuple[str, Decimal, datetime]] = []
         self._events: list[DomainEvent] = []
         self.deferred_rows: list[tuple[StoredAuth, Transaction]] = []
         self.deferred_spend: dict[tuple[uuid.UUID, str], Decimal] = {}
@@ -331,7 +345,10 @@ class PgAuthorizationUnitOfWork:
         webhook-id given to ``store_answer`` was answered before."""
         sql, args = self._writes_statement()
         if sql:
-            answered = await self.conn.fetchval(sql, *args)
+            try:
+                answered = await self.conn.fetchval(sql, *args)
+            except asyncpg.exceptions.DivisionByZeroError:  # the guard of the deferred debits: see _writes_statement
+                raise DebitRefused from None
             if self.answer is not None and not answered:
                 return False
         await self._tx.commit()
@@ -346,6 +363,14 @@ class PgAuthorizationUnitOfWork:
             args.append(value)
             return f"${len(args)}"
 
+        debits = []
+        for i, (code, amount, at) in enumerate(self.deferred_debits):
+            # Debits first, in lock order (the same order as PgLedger.post's own).
+            delta = arg(amount)
+            parts.append(
+                f"d{i} AS (UPDATE ledger_accounts SET balance = balance + {delta}, updated_at = {arg(at)} "
+                f"WHERE code = {arg(code)} AND balance + {delta} >= 0 RETURNING true AS ok)")
+            debits.append(f"SELECT ok FROM d{i}")
         if self.deferred_rows:
             txns = [t for _, t in self.deferred_rows]
             parts.append(
@@ -415,6 +440,10 @@ class PgAuthorizationUnitOfWork:
                 f"({arg(message_id)}, {arg(endpoint)}, 200, {arg(response)}, {arg(at)}) "
                 "ON CONFLICT (id) DO NOTHING RETURNING true AS inserted)")
             final = "SELECT coalesce((SELECT inserted FROM nm), false)"
+        if debits:
+            # A refused debit makes the statement fail (division by zero), so
+            # none of its writes happen; commit() turns that into DebitRefused.
+            final += f", (SELECT 1 / (count(*) = {len(debits)})::int FROM ({' UNION ALL '.join(debits)}) x)"
         if not parts:
             return "", []
         return "WITH " + ", ".join(parts) + " " + final, args

@@ -136,6 +136,7 @@ def transaction_from_row(r: Row[Any]) -> Transaction:
         metadata=r.metadata or {}, next_action=r.next_action,
         parent_id=r.parent_id, payment_method_id=r.payment_method_id,
         captured_amount=r.captured_amount, description=r.description, routing=r.routing,
+        gateway_data=r.gateway_data or {},
     )
 
 
@@ -151,5 +152,6 @@ def transaction_values(t: Transaction) -> dict[str, Any]:
         "metadata": t.metadata, "next_action": t.next_action,
         "parent_id": t.parent_id, "payment_method_id": t.payment_method_id,
         "captured_amount": t.captured_amount, "description": t.description, "routing": t.routing,
+        "gateway_data": t.gateway_data or None,
         "created_at": t.created_at, "updated_at": t.updated_at,
     }

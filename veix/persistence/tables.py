@@ -168,6 +168,7 @@ transactions = Table(
     Column("captured_amount", MoneyType, nullable=False, server_default="0"),
     Column("description", String(500)),
     Column("routing", JSONType),
+    Column("gateway_data", JSONType),
     Index("ix_transactions_business_created", "business_id", "created_at", "id"),
     # Partial: card authorizations (the hot insert path) pay nothing for these.
     Index("ix_transactions_gateway_reference", "gateway", "gateway_reference",

@@ -154,11 +154,13 @@ class StoredAnswer(Exception):
 async def _run_fast(services: Services, req: AuthRequest, message_id: str | None) -> AuthResult:
     from asyncpg.exceptions import UniqueViolationError
 
-    from veix.persistence.fast_pg import PgAuthorizationUnitOfWork
+    from veix.persistence.fast_pg import DebitRefused, PgAuthorizationUnitOfWork
 
-    for attempt in range(2):
+    assume_new, defer_debits = True, True
+    for _attempt in range(3):
         try:
-            async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=attempt == 0) as uow:
+            async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
+                                                 defer_debits=defer_debits) as uow:
                 now = utcnow()
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
                                                   services.rates, services.auth_config, req, now=now)
@@ -169,9 +171,12 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
                     assert previous is not None
                     raise StoredAnswer(*previous)
                 return result
+        except DebitRefused:
+            defer_debits = False  # a concurrent decision took the money: again, with the debit at once
         except UniqueViolationError:
-            if attempt:
+            if not assume_new:
                 raise
+            assume_new = False  # a duplicate network id: again, finding the first answer
     raise AssertionError("unreachable")
 
 

@@ -290,6 +290,9 @@ class PaymentProcessor:
         async with new_uow() as uow:
             current = await uow.payments.get(txn.id, for_update=True)
             assert current is not None
+            if current.routing:  # a concurrent request with the same key applied the answer first
+                await uow.commit()
+                return Outcome(current, self.error_of(current))
             current.gateway = gw.name
             current.routing = [a.as_json() for a in attempts] or current.routing
             if result is None:
@@ -329,9 +332,9 @@ class PaymentProcessor:
         """Move ``t`` to what the gateway said, with its money effects."""
         target = rules.status_of(result.status)
         if result.details:
-            t.metadata = {**t.metadata, "gateway_details": _jsonable(result.details)}
+            t.gateway_data = {**t.gateway_data, "details": _jsonable(result.details)}
         if result.provider_status:
-            t.metadata = {**t.metadata, "gateway_status": result.provider_status}
+            t.gateway_data = {**t.gateway_data, "status": result.provider_status}
         if target is S.SUCCEEDED:
             await self._settle(uow, t, result.captured_amount or t.amount)
             t.next_action = None
@@ -347,7 +350,7 @@ class PaymentProcessor:
             t.status = target
             t.next_action = _jsonable(result.next_action) if result.next_action else None
             if target is S.PENDING:
-                t.metadata = {**t.metadata, "capturable": str(t.amount)}
+                t.gateway_data = {**t.gateway_data, "capturable": str(t.amount)}
 
     async def _settle(self, uow: UnitOfWork, t: Transaction, captured: Decimal) -> None:
         if t.status in rules.CAPTURED:
@@ -360,7 +363,7 @@ class PaymentProcessor:
         t.captured_amount = captured
         t.processing_fee = fee
         t.error_code = t.error_message = None
-        t.metadata = {k: v for k, v in t.metadata.items() if k != "capturable"}
+        t.gateway_data = {k: v for k, v in t.gateway_data.items() if k != "capturable"}
         entry = ledger.journal_entry(
             business_id=t.business_id, kind="payment", description=f"Payment via {t.gateway.name}",
             lines=ledger.lines(
@@ -393,7 +396,7 @@ class PaymentProcessor:
                 if t.status is not S.PENDING:
                     await uow.commit()
                     return Outcome(t, self.error_of(t))
-            if t.status is not S.PENDING or "capturable" not in t.metadata:
+            if t.status is not S.PENDING or "capturable" not in t.gateway_data:
                 raise InvalidStateTransition(f"A {t.status.name} payment cannot be captured"
                                              + ("" if t.status is not S.PENDING else " before it is authorized"))
             value = t.amount
@@ -454,7 +457,7 @@ class PaymentProcessor:
             if current.status in rules.OPEN:
                 current.status = S.CANCELED
                 current.next_action = None
-                current.metadata = {k: v for k, v in current.metadata.items() if k != "capturable"}
+                current.gateway_data = {k: v for k, v in current.gateway_data.items() if k != "capturable"}
                 current.updated_at = self.clock()
                 await uow.payments.save(current)
                 uow.emit(_event("transaction.updated", current))
@@ -731,8 +734,8 @@ class PaymentProcessor:
             WebhookKind.PAYMENT_AUTHORIZED: S.PENDING, WebhookKind.PAYMENT_SUCCEEDED: S.SUCCEEDED,
             WebhookKind.PAYMENT_FAILED: S.FAILED, WebhookKind.PAYMENT_CANCELED: S.CANCELED,
         }[k]
-        if target is S.PENDING and t.status is S.PENDING and "capturable" not in t.metadata:
-            t.metadata = {**t.metadata, "capturable": str(t.amount)}
+        if target is S.PENDING and t.status is S.PENDING and "capturable" not in t.gateway_data:
+            t.gateway_data = {**t.gateway_data, "capturable": str(t.amount)}
             uow.emit(_event("transaction.updated", t))
             return "applied"
         if rules.is_stale(t.status, target):
@@ -748,7 +751,7 @@ class PaymentProcessor:
                                next_action=t.next_action if target is S.REQUIRES_ACTION else None,
                                provider_status=event.provider_type)
         if gateway is Gateway.CRYPTO:  # what the chain showed: received, expected, overpaid
-            t.metadata = {**t.metadata, "crypto": _jsonable(event.payload)}
+            t.gateway_data = {**t.gateway_data, "crypto": _jsonable(event.payload)}
         await self._apply_result(uow, t, result)
         if t.status is not before:
             uow.emit(_event("transaction.updated", t, gateway_event=event.provider_type))

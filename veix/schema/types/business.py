@@ -259,6 +259,16 @@ class Transaction(Node):
         d = await loaders.disputes_of_transactions(info.context).load(self.raw.id)
         return Dispute.of(d) if d else None
 
+    @strawberry.field(description="What can still be captured (a payment authorized with `capture: false`).")
+    def capturable_amount(self) -> Money | None:
+        value = self.raw.gateway_data.get("capturable") if self.raw.gateway_data else None
+        return Money.parts(Decimal(value), self.raw.currency) if value is not None else None
+
+    @strawberry.field(description="What the gateway reported: its own status word, and for crypto what the chain "
+                                  "showed (received, expected and overpaid amounts in the asset's base units).")
+    def gateway_details(self) -> JSON | None:
+        return self.raw.gateway_data or None
+
     @strawberry.field(description="Gateways tried for this payment, in order; a failover shows two.")
     def routing(self) -> list[Annotated[GatewayAttempt, strawberry.lazy("veix.schema.types.payments")]]:
         from veix.schema.types.payments import GatewayAttempt

@@ -27,6 +27,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("captured_amount", MoneyType(), server_default="0", nullable=False))
         batch.add_column(sa.Column("description", sa.String(length=500), nullable=True))
         batch.add_column(sa.Column("routing", JSON, nullable=True))
+        batch.add_column(sa.Column("gateway_data", JSON, nullable=True))
     op.create_index("ix_transactions_gateway_reference", "transactions", ["gateway", "gateway_reference"],
                     postgresql_where=sa.text(PAYMENT_ROWS), sqlite_where=sa.text(PAYMENT_ROWS))
     op.create_index("ix_transactions_parent", "transactions", ["parent_id", "created_at"],
@@ -122,5 +123,5 @@ def downgrade() -> None:
     op.drop_index("ix_transactions_parent", table_name="transactions")
     op.drop_index("ix_transactions_gateway_reference", table_name="transactions")
     with op.batch_alter_table("transactions") as batch:
-        for column in ("routing", "description", "captured_amount", "payment_method_id", "parent_id"):
+        for column in ("gateway_data", "routing", "description", "captured_amount", "payment_method_id", "parent_id"):
             batch.drop_column(column)
