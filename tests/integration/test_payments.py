@@ -377,7 +377,9 @@ async def test_an_event_for_an_unknown_payment_is_kept_and_applied_when_the_paym
     ({"idempotencyKey": ""}, "INVALID_INPUT", ["input", "idempotencyKey"]),
     ({"method": "PAYPAL", "card": None, "paypal": {"returnUrl": "https://a.example/r",
                                                    "cancelUrl": "https://a.example/c"}},
-     "UNSUPPORTED_CURRENCY", ["input", "amount", "currency"]),
+     "INVALID_INPUT", ["input", "method"]),
+    ({"amount": {"amount": "1000000000000000000000", "currency": "EUR"}}, "INVALID_INPUT",
+     ["input", "amount", "amount"]),
 ])
 async def test_bad_input_is_a_user_error_and_writes_no_transaction(api, owner, app, overrides, code, field):
     token, business = owner

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from veix.domain.errors import UnsupportedCurrency
+from veix.domain.errors import InvalidInput, UnsupportedCurrency
 from veix.domain.gateway import GatewayResult, GatewayUnavailable, PaymentGateway, PaymentMethodType
 from veix.domain.transactions import Gateway
 
@@ -44,7 +44,12 @@ def candidates(
     *,
     manual_capture: bool,
 ) -> list[PaymentGateway]:
-    """The capable gateways in preference order, or ``UnsupportedCurrency`` when none is."""
+    """The capable gateways in preference order. None at all for the method: ``InvalidInput``
+    on ``input.method``; none for the currency (or manual capture): ``UnsupportedCurrency``."""
+    configured = [gateways[name] for name in order if name in gateways
+                  and method in gateways[name].capabilities.methods]
+    if not configured:
+        raise InvalidInput(f"{method.name} payments are not configured on this server", field=["input", "method"])
     found: list[PaymentGateway] = []
     for name in order:
         gw = gateways.get(name)

@@ -134,8 +134,9 @@ def test_candidates_keep_only_capable_gateways_in_order() -> None:
                       manual_capture=False) == [sandbox]
     with pytest.raises(UnsupportedCurrency):
         candidates(gateways, (Gateway.SANDBOX,), PaymentMethodType.CARD, "HUF", manual_capture=False)
-    with pytest.raises(UnsupportedCurrency):
+    with pytest.raises(InvalidInput) as err:
         candidates(gateways, (Gateway.SANDBOX,), PaymentMethodType.PAYPAL, "EUR", manual_capture=False)
+    assert err.value.field == ["input", "method"] and not isinstance(err.value, UnsupportedCurrency)
 
 
 async def test_route_fails_over_once_on_an_outage_and_never_on_a_decline() -> None:
