@@ -179,6 +179,17 @@ def _seed(settings: Settings, *, only_into_empty: bool) -> tuple[Any, Any]:
         seed = None
         if not only_into_empty or not await has_users(engine):
             seed = await seed_demo(engine, Argon2Hasher())
+        if seed is not None and settings.sandbox_enabled:
+            from veix.app import build_gateways, build_payments, close_gateways
+            from veix.domain.risk import RulesScorer
+            from veix.persistence.demo import seed_demo_payments
+
+            gateways = build_gateways(settings, engine)
+            try:
+                await seed_demo_payments(engine, build_payments(settings, engine, gateways, RulesScorer()),
+                                         seed.business_id)
+            finally:
+                await close_gateways(gateways)
         return seed, (seed.user_id if seed else await demo_user_id(engine))
 
     return _with_engine(settings, work)

@@ -106,19 +106,20 @@ def test_demo_seeds_once_and_is_idempotent(seeded: tuple[Workspace, str], tmp_pa
     ws = first_ws.copy_to(tmp_path)
     counts = "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM businesses), " \
              "(SELECT count(*) FROM memberships), (SELECT count(*) FROM transactions)"
-    assert ws.sql(counts) == [(3, 1, 3, 2)]
+    assert ws.sql(counts) == [(3, 1, 3, 8)]  # 2 fundings, 4 sandbox payments, 2 refunds
     again = ws.ok("demo")
     assert "already seeded" in again and password.group(1) not in again
     assert ".veix-demo.json" in again
-    assert ws.sql(counts) == [(3, 1, 3, 2)]
+    assert ws.sql(counts) == [(3, 1, 3, 8)]  # 2 fundings, 4 sandbox payments, 2 refunds
     assert ws.sql("SELECT name, verification_status FROM businesses") == [
         ("Demo Coffee GmbH", "verified")]
     assert sorted(ws.sql("SELECT currency, balance FROM ledger_accounts WHERE kind = "
-                         "'business_available'")) == [("EUR", "25000.000000"), ("USD", "5000.000000")]
+                         "'business_available'")) == [("EUR", "25157.270000"), ("USD", "5000.000000")]
+    # 25,000 funded + 129 + 48.50 + 75 captured - 8.23 fees - 87 refunded
 
 
 def test_ledger_verify_is_ok_after_the_demo(demo_copy: Workspace) -> None:
-    assert demo_copy.ok("ledger", "verify").strip() == "ledger OK (2 entries, 4 accounts)"
+    assert demo_copy.ok("ledger", "verify").strip() == "ledger OK (9 entries, 7 accounts)"
 
 
 def test_ledger_verify_fails_on_a_tampered_balance(demo_copy: Workspace) -> None:
@@ -127,12 +128,12 @@ def test_ledger_verify_fails_on_a_tampered_balance(demo_copy: Workspace) -> None
     result = demo_copy.run("ledger", "verify")
     assert result.returncode == 1, result
     assert re.search(r"account business:\S+:available:EUR: cached balance 99999\.000000 EUR "
-                     r"differs from the sum of its postings 25000", result.stdout), result.stdout
+                     r"differs from the sum of its postings 25157\.27", result.stdout), result.stdout
     assert "ledger OK" not in result.stdout
 
 
 def test_audit_verify_is_ok_after_the_demo_and_catches_tampering(demo_copy: Workspace) -> None:
-    assert demo_copy.ok("audit", "verify").strip() == "audit chain OK (7 records)"
+    assert demo_copy.ok("audit", "verify").strip() == "audit chain OK (16 records)"
     [(seq, after)] = demo_copy.sql(
         "SELECT seq, after FROM audit_log WHERE action = 'business.fund' ORDER BY seq LIMIT 1")
     forged = json.loads(str(after)) | {"amount": "1.00"}

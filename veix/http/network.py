@@ -12,9 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from veix.domain.errors import Conflict, InsufficientFunds, InvalidStateTransition, NotFound, VeixError
 from veix.resolvers import network as net
@@ -25,11 +27,15 @@ log = logging.getLogger("veix.network")
 MAX_BODY = 64_000
 
 
-def _error(status: int, error: str, message: str, field: list[str] | None = None) -> JSONResponse:
+def _error_body(error: str, message: str, field: list[str] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": error, "message": message}
     if field:
         body["field"] = ".".join(field)
-    return JSONResponse(body, status_code=status)
+    return body
+
+
+def _error(status: int, error: str, message: str, field: list[str] | None = None) -> JSONResponse:
+    return JSONResponse(_error_body(error, message, field), status_code=status)
 
 
 def _status_of(exc: VeixError) -> int:
@@ -70,36 +76,71 @@ def _endpoint(services: Services, name: str,
     return endpoint
 
 
+class _Asgi:
+    """Starlette routes call a plain function with a Request; an object is an ASGI app."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
     async def authorizations(raw: Any) -> tuple[int, dict[str, Any]]:
         result = await net.run_authorization(services, net.parse_authorization(raw))
         return 200, result.to_json()
 
-    async def fast_authorizations(request: Request) -> JSONResponse:
+    async def fast_answer(headers: Headers, body: bytes) -> tuple[int, dict[str, Any]]:
         """PostgreSQL: the webhook-id answer is stored inside the decision's
         transaction, so a new message costs no extra round trips."""
-        body = await request.body()
         if len(body) > MAX_BODY:
-            return _error(413, "too_large", "Request body too large")
+            return 413, _error_body("too_large", "Request body too large")
         try:
-            message_id = verify(services.network_secret, request.headers, body)
+            message_id = verify(services.network_secret, headers, body)
         except SignatureError as exc:
-            return _error(401, "invalid_signature", exc.reason)
+            return 401, _error_body("invalid_signature", exc.reason)
         try:
             raw = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            return _error(400, "invalid_json", "The body is not valid JSON")
+            return 400, _error_body("invalid_json", "The body is not valid JSON")
         try:
             req = net.parse_authorization(raw)
             result = await net.run_authorization(services, req, message_id=message_id)
         except net.StoredAnswer as previous:
-            return JSONResponse(previous.response, status_code=previous.status)
+            return previous.status, previous.response
         except VeixError as exc:
             previous_answer = await net.stored_answer(services, message_id)
             if previous_answer is not None:
-                return JSONResponse(previous_answer[1], status_code=previous_answer[0])
-            return _error(_status_of(exc), exc.code.value.lower(), exc.message, exc.field)
-        return JSONResponse(result.to_json())
+                return previous_answer
+            return _status_of(exc), _error_body(exc.code.value.lower(), exc.message, exc.field)
+        return 200, result.to_json()
+
+    async def fast_authorizations(scope: Scope, receive: Receive, send: Send) -> None:
+        """A bare ASGI endpoint (no Request object or per-request wrappers:
+        this path carries the card network's whole load); same answers as
+        the Starlette endpoints."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= MAX_BODY:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks) if size <= MAX_BODY else b"x" * (MAX_BODY + 1)
+        status, response = await fast_answer(Headers(scope=scope), body)
+        data = json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(data)).encode("latin-1")),
+                                (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
 
     async def clearings(raw: Any) -> tuple[int, dict[str, Any]]:
         return 200, await net.run_clearing(services, raw)
@@ -109,7 +150,7 @@ def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
 
     return [
         Route("/v1/network/authorizations",
-              fast_authorizations if fast else _endpoint(services, "authorizations", authorizations),
+              _Asgi(fast_authorizations) if fast else _endpoint(services, "authorizations", authorizations),
               methods=["POST"]),
         Route("/v1/network/clearings", _endpoint(services, "clearings", clearings), methods=["POST"]),
         Route("/v1/network/reversals", _endpoint(services, "reversals", reversals), methods=["POST"]),

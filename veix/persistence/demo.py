@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from veix.domain.business import BusinessType
 from veix.domain.errors import Conflict
 from veix.domain.events import utcnow
+from veix.domain.gateway import CardDetails, PaymentMethodType
 from veix.domain.money import Money, parse_currency
 from veix.domain.ports import PasswordHasher
 from veix.domain.services import access, businesses, funding, team
+from veix.domain.services.payments import NewPayment, PaymentProcessor
 from veix.domain.team import Role
 from veix.domain.validation import parse_address, parse_contact, parse_email, parse_timezone
 from veix.persistence.tables import users
@@ -109,3 +111,33 @@ async def seed_demo(engine: AsyncEngine, hasher: PasswordHasher) -> DemoSeed | N
             )
         await uow.commit()
     return DemoSeed(email=email, password=password, user_id=user.id, business_id=business.id)
+
+
+# Payments on the sandbox so a fresh dashboard has some history: (amount, test card, refund).
+DEMO_PAYMENTS = (
+    ("129.00", "4242424242424242", None),
+    ("48.50", "5555555555554444", "12.00"),
+    ("310.00", "4000000000009995", None),  # declined: insufficient funds
+    ("75.00", "4242424242424242", "75.00"),
+)
+
+
+async def seed_demo_payments(engine: AsyncEngine, processor: PaymentProcessor, business_id: uuid.UUID) -> int:
+    """A few sandbox card payments (one declined, two refunded); returns how many succeeded."""
+
+    def new_uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, actor=DEMO_ACTOR)
+
+    now = utcnow()
+    succeeded = 0
+    for n, (amount, number, refund) in enumerate(DEMO_PAYMENTS):
+        outcome = await processor.create(new_uow, NewPayment(
+            business_id=business_id, money=Money.of(amount, "EUR"), method=PaymentMethodType.CARD, capture=True,
+            idempotency_key=f"demo-payment-{n}", card=CardDetails(number, 12, now.year + 3, "123"),
+            customer_id=f"demo-customer-{n % 2}", description=f"Demo order #{1001 + n}"))
+        if outcome.error is None:
+            succeeded += 1
+        if refund is not None and outcome.error is None:
+            await processor.refund(new_uow, outcome.transaction.id, Money.of(refund, "EUR"), "demo refund",
+                                   f"demo-refund-{n}")
+    return succeeded
