@@ -516,6 +516,59 @@ async def test_same_webhook_id_twice_returns_the_stored_answer(api, app, network
     assert await balance(api, biz) == "0.00"
 
 
+async def test_quotes_backslashes_and_braces_are_stored_as_sent(api, app, network):
+    """On PostgreSQL the writes go as literals (EXECUTE ...; COMMIT in one
+    round trip): text that needs quoting, in scalars, JSON and arrays, must
+    arrive unchanged and change nothing else."""
+    biz = await new_business(api, fund="100.00")
+    card = await issue_card(app, biz.id)
+    name = "O'Brien's \"Bar\" \\ {a,b} ''; DROP TABLE outbox; --"
+    network_id = "auth_'\"\\{x}"
+    body = auth_body(card, "12.00", network_id=network_id,
+                     merchant={**RESTAURANT, "name": name, "id": "m_'\\\"{}"})
+
+    first = await network.post(AUTHORIZATIONS, body, msg_id="msg_'quoted\\")
+    replay = await network.post(AUTHORIZATIONS, body, msg_id="msg_'quoted\\")
+
+    approved(first.json(), "12.00")
+    assert replay.json() == first.json()
+    row = await card_transaction(app, network_id)
+    assert (row.merchant_name, row.merchant_id) == (name, "m_'\\\"{}")
+    assert await card_transaction_count(app, card) == 1
+    assert await balance(api, biz) == "88.00"
+    # The card's lock takes the token as a literal (see fast_pg): quotes are data.
+    by_token = {k: v for k, v in auth_body(card, "1.00").items() if k != "pan"}
+    for token in ("ct_x' OR '1'='1", "ct_\\'; SELECT pg_sleep(1); --", card.pan + "'"):
+        declined((await network.post(AUTHORIZATIONS, {**by_token, "card_token": token})).json(), "14",
+                 "unknown_card")
+    assert await balance(api, biz) == "88.00"
+
+
+async def test_postgres_sends_begin_with_the_card_lock(api, app, network, monkeypatch):
+    """On PostgreSQL the card's lock goes with BEGIN (its key as a literal), so
+    no decision falls back to the slower path (one more round trip)."""
+    from veix.persistence import fast_pg
+
+    if app.state.services.fast_pool is None:
+        pytest.skip("the asyncpg hot path runs on PostgreSQL only")
+    sent = []
+    execute_text = fast_pg._execute_text
+
+    async def recording(conn: Any, sql: str, args: Any) -> str | None:
+        text = await execute_text(conn, sql, args)
+        sent.append((text is not None, [type(a).__name__ for a in args]))
+        return text
+
+    monkeypatch.setattr(fast_pg, "_execute_text", recording)
+    biz = await new_business(api, fund="100.00")
+    card = await issue_card(app, biz.id)
+    approved((await network.post(AUTHORIZATIONS, auth_body(card, "12.00"))).json(), "12.00")
+    approved((await network.post(AUTHORIZATIONS, auth_body(card, "13.00", currency="USD"))).json(), "13.00")
+    declined((await network.post(AUTHORIZATIONS, auth_body(card, "500.00"))).json(), "51", "insufficient_funds")
+
+    assert sent and all(ok for ok, _ in sent), sent
+
+
 async def test_a_rejected_malformed_message_can_be_fixed_and_resent_with_its_webhook_id(api, app, network):
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)

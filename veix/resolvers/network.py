@@ -154,7 +154,7 @@ class StoredAnswer(Exception):
 async def _run_fast(services: Services, req: AuthRequest, message_id: str | None) -> AuthResult:
     from asyncpg.exceptions import UniqueViolationError
 
-    from veix.persistence.fast_pg import DebitRefused, PgAuthorizationUnitOfWork
+    from veix.persistence.fast_pg import DebitRefused, PgAuthorizationUnitOfWork, RunAgain
 
     assume_new, defer_debits = True, True
     for _attempt in range(3):
@@ -162,6 +162,7 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
             async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
                                                  defer_debits=defer_debits) as uow:
                 now = utcnow()
+                uow.authorizations.prefetch(now, req.merchant_key, req.at)
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
                                                   services.rates, services.auth_config, req, now=now)
                 if message_id is not None:
@@ -173,6 +174,8 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
                 return result
         except DebitRefused:
             defer_debits = False  # a concurrent decision took the money: again, with the debit at once
+        except RunAgain:
+            pass
         except UniqueViolationError:
             if not assume_new:
                 raise

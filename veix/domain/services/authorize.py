@@ -106,7 +106,8 @@ def funding_account(card: Card) -> ledger.AccountRef:
 
 
 def periods(local: datetime) -> tuple[str, str]:
-    return f"D{local:%Y-%m-%d}", f"M{local:%Y-%m}"
+    day = local.date().isoformat()  # YYYY-MM-DD (years 1000-9999), cheaper than strftime
+    return f"D{day}", f"M{day[:7]}"
 
 
 def _pan_checks(req: AuthRequest, ac: AuthCard, vault: CardVault, cfg: AuthorizationConfig,
