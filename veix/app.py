@@ -110,12 +110,12 @@ def build_gateways(settings: Settings, engine: Any) -> dict[Gateway, Any]:
         from veix.gateways.stripe import StripeGateway
 
         gateways[Gateway.STRIPE] = StripeGateway(settings.stripe_api_key, settings.stripe_webhook_secret,
-                                                 base_url=settings.stripe_api_base)
+                                                 base_url=settings.stripe_api_base or None)
     if settings.paypal_client_id and settings.paypal_client_secret and settings.paypal_webhook_id:
         from veix.gateways.paypal import PaypalGateway
 
         gateways[Gateway.PAYPAL] = PaypalGateway(settings.paypal_client_id, settings.paypal_client_secret,
-                                                 settings.paypal_webhook_id, base_url=settings.paypal_api_base)
+                                                 settings.paypal_webhook_id, base_url=settings.paypal_api_base or None)
     if settings.crypto_rpc_url and settings.crypto_xpub:
         from web3 import AsyncHTTPProvider, AsyncWeb3
 
