@@ -340,3 +340,11 @@ async def test_an_unknown_crypto_asset_is_a_user_error(gw, merchant):
     body = await gw.gql(CREATE, {"i": i}, token)
     err = body["data"]["createPayment"]["userErrors"][0]
     assert err["code"] == "INVALID_INPUT" and err["field"] == ["input", "crypto", "asset"]
+
+
+@pytest.mark.parametrize("gateway", ["stripe", "paypal", "sandbox"])
+@pytest.mark.parametrize("body", [b"", b"not json", b"{}", b"[1,2]", b'{"id": null, "type": 5}'])
+async def test_unsigned_or_garbage_webhooks_get_400_never_500(gw, gateway, body):
+    r = await gw.client.post(f"/v1/webhooks/{gateway}", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_signature"
