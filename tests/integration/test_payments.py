@@ -448,3 +448,17 @@ async def test_payment_methods_and_disputes_are_nodes_only_for_their_business(ap
     assert found["node"]["display"] == "Visa •••• 4242"
     stranger, _ = await api.sign_up()
     assert (await api.ok(query, {"id": t["paymentMethod"]["id"]}, stranger))["node"] is None
+
+
+async def test_a_customer_bursting_far_above_their_history_is_blocked_by_risk_before_any_gateway(api, owner):
+    token, business = owner
+    for _ in range(16):
+        ok = await create(api, token, business, amount="100.00", customerId="cust-burst")
+        assert ok["transaction"]["status"] == "SUCCEEDED"
+    result = await create(api, token, business, amount="3000.00", customerId="cust-burst")
+    t = result["transaction"]
+    assert t["status"] == "FAILED" and t["errorCode"] == "risk_blocked" and t["riskScore"] >= 0.8
+    assert "velocity" in t["errorMessage"] and t["gateway"] is None and t["gatewayReference"] is None
+    assert result["userErrors"][0]["code"] == "RISK_BLOCKED"
+    other = await create(api, token, business, amount="3000.00", customerId="cust-calm")
+    assert other["transaction"]["status"] == "SUCCEEDED" and other["transaction"]["riskScore"] < 0.5
