@@ -1,14 +1,13 @@
 """The crypto watcher's loop: open crypto payments -> chain -> processor, once per state.
 
 Runs inside ``veix serve`` (and ``veix worker``) when the crypto gateway is
-configured; ``veix payments watch-crypto --once`` runs one round by hand.
+configured; ``veix payments upkeep`` runs one round by hand.
 Each event carries a deterministic id (``crypto:<address>:<state>``), so two
 watchers, or a round repeated after a crash, apply it once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -19,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veix.domain.services.payments import PaymentProcessor
 from veix.domain.transactions import Gateway, TransactionStatus
-from veix.gateways.base import GatewayFailure, GatewayUnavailable
 from veix.gateways.crypto import CryptoGateway, OpenDeposit
 from veix.persistence.repositories.payments import open_payments
 
@@ -46,19 +44,3 @@ async def watch_once(engine: AsyncEngine, gateway: CryptoGateway, processor: Pay
         outcome = await processor.apply_event(new_uow, Gateway.CRYPTO, event)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
-
-
-async def run_forever(engine: AsyncEngine, gateway: CryptoGateway, processor: PaymentProcessor,
-                      new_uow: Callable[[], AbstractAsyncContextManager[Any]], clock: Callable[[], datetime],
-                      stop: asyncio.Event, interval: float) -> None:
-    while not stop.is_set():
-        try:
-            await watch_once(engine, gateway, processor, new_uow, clock())
-        except (GatewayUnavailable, GatewayFailure) as exc:
-            log.warning("crypto watcher: chain unavailable (%s); retrying", exc)
-        except Exception:
-            log.exception("crypto watcher round failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
