@@ -16,18 +16,27 @@ receives the same card transaction's ``created`` event again. Only authorization
 that produced a card transaction (``card_transaction_id`` in the answer) are
 expected.
 
-The client needs the ``websockets`` package (``pip install websockets``); it is
-imported only here, so the server does not need it.
+Two subscriber clients: ``raw`` (the default), a minimal ``graphql-transport-ws``
+client on an asyncio protocol that handles each frame in ``data_received`` (no task
+or coroutine step per message, the receipt time taken when the bytes arrive), and
+``websockets``, the ``websockets`` package's client (``pip install websockets``, imported
+only here, so the server does not need it) with one task per socket. The load
+generator shares the machine with the servers: the raw client costs a fraction of the
+other's CPU, so less of the measured latency is the load generator's own queueing.
+Figures of the two clients are not interchangeable; the report says which was used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import math
+import os
 import secrets
+import struct
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +54,7 @@ SUBSCRIPTION = ("subscription($b: ID!){ cardTransactions(businessId: $b){ cursor
                 "cardTransaction{ id } } }")
 PROBES = 5
 ATTEMPTS = 3
+CLIENTS = ("raw", "websockets")
 
 
 def websocket_url(url: str) -> str:
@@ -72,6 +82,7 @@ class FanoutResult:
     urls: list[str]  # the subscribers' servers, round-robin
     auth_urls: list[str]
     subscribers: int  # asked for
+    client: str = "raw"  # the subscriber client (CLIENTS)
     connected: int = 0  # subscribed and live (received a probe)
     authorizations: int = 0  # sent (measured ones)
     expected: int = 0  # answered with a card transaction
@@ -92,6 +103,7 @@ class FanoutResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "urls": self.urls, "auth_urls": self.auth_urls, "subscribers": self.subscribers,
+            "client": self.client,
             "connected": self.connected, "authorizations": self.authorizations, "expected_events": self.expected,
             "failed_authorizations": dict(self.failed_authorizations),
             "deliveries": self.delivered, "expected_deliveries": self.expected * self.connected,
@@ -116,40 +128,219 @@ class Subscriber:
         self.live = asyncio.Event()  # a probe arrived: the subscription reaches the broadcaster
         self.ended: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.opened = False
         self.probes: set[str] = set()
 
+    def handle(self, msg: dict[str, Any], at: float, probes: set[str]) -> str | None:
+        """One server message received at ``at``; returns why the stream ended, if it did."""
+        kind = msg.get("type")
+        if kind != "next":
+            return f"{kind}: {json.dumps(msg.get('payload'))[:200]}"
+        payload = msg.get("payload") or {}
+        if payload.get("errors"):  # one event failed to resolve; the stream goes on
+            self.errors += 1
+            self.first_error = self.first_error or json.dumps(payload["errors"])[:200]
+            return None
+        event = (payload.get("data") or {}).get("cardTransactions") or {}
+        if event.get("kind") != CREATED:
+            return None
+        ct_id = event["cardTransaction"]["id"]
+        if ct_id in probes:
+            self.live.set()
+        elif ct_id in self.received:
+            self.duplicates += 1
+        else:
+            self.received[ct_id] = at
+        return None
+
     async def run(self, ws: Any, probes: set[str]) -> None:
+        """The ``websockets`` client's receive loop."""
         clock = time.perf_counter
         try:
             async for raw in ws:
                 at = clock()
                 msg = json.loads(raw)
-                kind = msg.get("type")
-                if kind == "ping":
+                if msg.get("type") == "ping":
                     await ws.send('{"type":"pong"}')
                     continue
-                if kind != "next":
-                    self.ended = f"{kind}: {json.dumps(msg.get('payload'))[:200]}"
+                ended = self.handle(msg, at, probes)
+                if ended is not None:
+                    self.ended = ended
                     return
-                payload = msg.get("payload") or {}
-                if payload.get("errors"):  # one event failed to resolve; the stream goes on
-                    self.errors += 1
-                    self.first_error = self.first_error or json.dumps(payload["errors"])[:200]
-                    continue
-                event = (payload.get("data") or {}).get("cardTransactions") or {}
-                if event.get("kind") != CREATED:
-                    continue
-                ct_id = event["cardTransaction"]["id"]
-                if ct_id in probes:
-                    self.live.set()
-                    continue
-                if ct_id in self.received:
-                    self.duplicates += 1
-                else:
-                    self.received[ct_id] = at
             self.ended = f"closed {ws.close_code} {ws.close_reason or ''}".strip()
         except (OSError, ValueError, KeyError, TypeError, AttributeError, _ws_errors()) as exc:  # reported
             self.ended = f"{type(exc).__name__}: {exc}"[:200]
+
+
+class RawSocket(asyncio.Protocol):
+    """The ``raw`` client: one graphql-transport-ws subscription on a bare asyncio protocol.
+    Server frames (unmasked, RFC 6455) are parsed in ``data_received``; every complete text
+    message is handed to :meth:`Subscriber.handle` with the time its bytes arrived."""
+
+    def __init__(self, sub: Subscriber, probes: set[str]) -> None:
+        self.sub = sub
+        self.probes = probes
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.fragments: list[bytes] = []
+        self.switched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.key = base64.b64encode(os.urandom(16)).decode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sub.ended is None:
+            self.sub.ended = f"closed: {type(exc).__name__}" if exc else "closed"
+        for future in (self.switched, self.acked):
+            if not future.done():
+                future.set_exception(ConnectionError(self.sub.ended))
+                future.exception()  # retrieved: the opener may await the other one only
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        self._send(0x1, text.encode())
+
+    def _send(self, opcode: int, data: bytes) -> None:
+        mask = os.urandom(4)
+        n = len(data)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))  # a few small messages only
+        assert self.transport is not None
+        self.transport.write(head + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        at = time.perf_counter()
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+            del buf[:end + 4]
+            if b" 101 " not in status + b" ":
+                self._fail(f"handshake: {status.decode(errors='replace')[:200]}")
+                return
+            self.upgraded = True
+            self.switched.set_result(None)
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            n, start = b1 & 0x7F, pos + 2
+            if n == 126:
+                if size - start < 2:
+                    break
+                n, start = struct.unpack_from("!H", buf, start)[0], start + 2
+            elif n == 127:
+                if size - start < 8:
+                    break
+                n, start = struct.unpack_from("!Q", buf, start)[0], start + 8
+            if b1 & 0x80:  # a masked server frame is a protocol error
+                self._fail("masked frame from the server")
+                return
+            if size - start < n:
+                break
+            payload = bytes(buf[start:start + n])
+            pos = start + n
+            self._frame(b0 & 0x80, b0 & 0x0F, payload, at)
+            if self.transport is None or self.transport.is_closing():
+                return
+        del buf[:pos]
+
+    def _frame(self, fin: int, opcode: int, payload: bytes, at: float) -> None:
+        if opcode == 0x9:  # ping
+            self._send(0xA, payload)
+            return
+        if opcode == 0x8:  # close
+            code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            if self.sub.ended is None:
+                self.sub.ended = f"closed {code} {payload[2:].decode(errors='replace')}".strip()
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if opcode in (0x1, 0x2):
+            self.fragments = [payload]
+        elif opcode == 0x0:
+            self.fragments.append(payload)
+        else:
+            return  # pong, reserved
+        if not fin:
+            return
+        text = b"".join(self.fragments)
+        self.fragments = []
+        try:
+            msg = json.loads(text)
+            kind = msg.get("type")
+            if kind == "ping":
+                self.send_text('{"type":"pong"}')
+            elif kind == "connection_ack" and not self.acked.done():
+                self.acked.set_result(None)
+            elif not self.acked.done():
+                self._fail(f"refused: {text[:200].decode(errors='replace')}")
+            else:
+                ended = self.sub.handle(msg, at, self.probes)
+                if ended is not None:
+                    self._fail(ended)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # reported
+            self._fail(f"{type(exc).__name__}: {exc}"[:200])
+
+    def _fail(self, why: str) -> None:
+        if self.sub.ended is None:
+            self.sub.ended = why
+        for future in (self.switched, self.acked):
+            if not future.done():
+                future.set_exception(ConnectionError(why))
+                future.exception()  # retrieved: the opener may await the other one only
+        if self.transport is not None:
+            self.transport.close()
+
+    async def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self._send(0x8, struct.pack("!H", 1000))
+            self.transport.close()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(self.closed), 2)
+
+
+async def _open_raw(sub: Subscriber, probes: set[str], ws_url: str, token: str, business_id: str,
+                    open_timeout: float) -> RawSocket:
+    parts = urlsplit(ws_url)
+    if parts.scheme != "ws":
+        raise ValueError(f"the raw client speaks ws:// only (use --client websockets): {ws_url}")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(open_timeout):
+        _, proto = await loop.create_connection(lambda: RawSocket(sub, probes), host, port)
+    try:
+        async with asyncio.timeout(open_timeout):
+            assert proto.transport is not None
+            proto.transport.write(
+                (f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {proto.key}\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n").encode())
+            await proto.switched  # (a frame sent with the request would be dropped)
+            proto.send_text(json.dumps({"type": "connection_init",
+                                        "payload": {"authorization": f"Bearer {token}"}}))
+            await proto.acked
+            proto.send_text(json.dumps({"id": "1", "type": "subscribe",
+                                        "payload": {"query": SUBSCRIPTION, "variables": {"b": business_id}}}))
+    except BaseException:
+        await proto.close()
+        raise
+    return proto
 
 
 def _ws_errors() -> type[Exception]:
@@ -238,13 +429,16 @@ async def run_fanout_bench(
     subscribers: int, authorizations: int, auth_urls: Sequence[str] | None = None,
     rate: float | None = 10.0, wait: float = 10.0, connect_timeout: float = 30.0,
     connect_concurrency: int = 50, request_timeout: float = 10.0, seed: int | None = None,
-    progress: Any = None,
+    progress: Any = None, client: str = "raw",
 ) -> FanoutResult:
     """Open the subscribers, prove them live with probes, send the authorizations, measure."""
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
-        raise ValueError("the fan-out benchmark needs the websockets package: pip install websockets") from None
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {', '.join(CLIENTS)}")
+    if client == "websockets":
+        try:
+            import websockets  # noqa: F401
+        except ImportError:
+            raise ValueError("the websockets client needs the websockets package: pip install websockets") from None
     if subscribers < 1 or authorizations < 1:
         raise ValueError("subscribers and authorizations must be at least 1")
     if rate is not None and not rate > 0:
@@ -257,29 +451,40 @@ async def run_fanout_bench(
         raise ValueError("the benchmark needs a server URL")
     ws_urls = [websocket_url(url) for url in urls]
     targets = list(auth_urls or urls)
-    result = FanoutResult(urls=list(urls), auth_urls=targets, subscribers=subscribers)
+    result = FanoutResult(urls=list(urls), auth_urls=targets, subscribers=subscribers, client=client)
     sender = Sender(targets, secret, cards, authorizations + PROBES, request_timeout, seed)
     probes: set[str] = set()
     subs = [Subscriber(n) for n in range(subscribers)]
     sockets: list[Any] = []
     gate = asyncio.Semaphore(connect_concurrency)
 
+    raw_sockets: list[RawSocket] = []
+    failures: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
+    if client == "websockets":
+        failures += (_ws_errors(),)
+
     async def open_one(sub: Subscriber) -> None:
+        url = ws_urls[sub.n % len(ws_urls)]
         async with gate:
             try:
-                ws = await _open(ws_urls[sub.n % len(ws_urls)], token, business_id, connect_timeout)
-            except (OSError, TimeoutError, ConnectionError, _ws_errors()) as exc:  # counted; the others go on
-                result.connect_errors[type(exc).__name__] += 1
+                if client == "raw":
+                    raw_sockets.append(await _open_raw(sub, probes, url, token, business_id, connect_timeout))
+                    sub.opened = True
+                    return
+                ws = await _open(url, token, business_id, connect_timeout)
+            except failures as exc:  # counted; the others go on
+                result.connect_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
                 sub.ended = f"connect: {type(exc).__name__}"
                 return
         sockets.append(ws)
+        sub.opened = True
         sub.task = asyncio.create_task(sub.run(ws, probes))
 
     try:
         say(f"opening {subscribers} subscriber(s) on {', '.join(ws_urls)} ...")
         started = time.perf_counter()
         await asyncio.gather(*(open_one(sub) for sub in subs))
-        opened = [sub for sub in subs if sub.task is not None]
+        opened = [sub for sub in subs if sub.opened]
         say(f"{len(opened)} subscribed in {time.perf_counter() - started:.1f} s; probing ...")
         if not opened:
             return result
@@ -350,7 +555,8 @@ async def run_fanout_bench(
         for sub in subs:
             if sub.task is not None:
                 sub.task.cancel()
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in sockets), *(raw.close() for raw in raw_sockets),
+                             return_exceptions=True)
         await asyncio.gather(*(sub.task for sub in subs if sub.task is not None), return_exceptions=True)
 
 
@@ -358,7 +564,8 @@ def format_fanout(r: FanoutResult) -> str:
     lat = r.latencies_ms
     failed = sum(r.failed_authorizations.values())
     lines = [
-        f"fan-out benchmark: {r.connected} of {r.subscribers} subscriber(s) live on {', '.join(r.urls)}; "
+        f"fan-out benchmark ({r.client} client): {r.connected} of {r.subscribers} subscriber(s) live on "
+        f"{', '.join(r.urls)}; "
         f"authorizations to {', '.join(r.auth_urls)}",
         f"  authorizations: {r.authorizations} sent in {r.send_seconds:.1f} s, {r.expected} with a card "
         f"transaction, {failed} failed"

@@ -685,10 +685,12 @@ def cmd_bench_fanout(args: argparse.Namespace) -> int:
         raise CliError("veix bench fanout: --rate must be a positive number per second")
     if not args.wait > 0:
         raise CliError("veix bench fanout: --wait must be a positive number of seconds")
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
-        raise CliError("veix bench fanout: needs the websockets package: pip install websockets") from None
+    if args.client == "websockets":
+        try:
+            import websockets  # noqa: F401
+        except ImportError:
+            raise CliError("veix bench fanout: --client websockets needs the websockets package: "
+                           "pip install websockets") from None
     secret = _network_secret(args)
     cards = _load_cards(Path(args.cards_file))
     business = args.business_id or cards[0].business_id
@@ -713,7 +715,7 @@ def cmd_bench_fanout(args: argparse.Namespace) -> int:
             args.url or ["http://127.0.0.1:8000"], token, to_global_id("Business", raw_business), mine, secret,
             subscribers=args.subscribers, authorizations=args.authorizations,
             auth_urls=args.auth_url or None, rate=args.rate, wait=args.wait, seed=args.seed,
-            connect_timeout=args.timeout, request_timeout=args.timeout,
+            connect_timeout=args.timeout, request_timeout=args.timeout, client=args.client,
             progress=lambda text: print(text, file=sys.stderr, flush=True)))
     except ValueError as exc:
         raise CliError(f"veix bench fanout: {exc}") from None
@@ -1017,8 +1019,8 @@ def build_parser() -> argparse.ArgumentParser:
         "business's cards (to the --auth-url servers, round-robin, default the --url ones) at --rate "
         "per second and prints the delivery latency from each authorization's HTTP answer (sent after "
         "its commit) to its receipt at each subscriber (p50/p90/p99/max), and the lost (not received "
-        "within --wait seconds) and duplicated events per subscriber. Needs the websockets package. "
-        "Exit 1 if no subscriber was live or nothing was expected.",
+        "within --wait seconds) and duplicated events per subscriber. --client websockets needs the "
+        "websockets package. Exit 1 if no subscriber was live or nothing was expected.",
     )
     fanout.add_argument("--url", action="append", default=None,
                         help="a server the subscribers connect to (repeatable: spread round-robin; "
@@ -1045,6 +1047,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for deliveries after the last answer (default 10)")
     fanout.add_argument("--timeout", type=float, default=30.0,
                         help="seconds for one connection, subscription or answer (default 30)")
+    fanout.add_argument("--client", choices=("raw", "websockets"), default="raw",
+                        help="subscriber client: raw (default; a minimal asyncio protocol, ws:// only, "
+                        "the least load-generator CPU) or websockets (the websockets package; the "
+                        "figures before this option existed)")
     fanout.add_argument("--json", action="store_true", help="print the result as JSON")
     fanout.set_defaults(func=cmd_bench_fanout)
 

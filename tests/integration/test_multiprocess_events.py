@@ -314,17 +314,18 @@ async def test_event_reaches_the_other_server_and_survives_a_killed_dispatcher(c
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_bench_fanout_counts_every_delivery_once(cluster: Cluster) -> None:
+@pytest.mark.parametrize("client", ["raw", "websockets"])
+def test_bench_fanout_counts_every_delivery_once(cluster: Cluster, client: str) -> None:
     ws = cluster.ws
     result = subprocess.run(
         [*veix_command(), "bench", "fanout", "--url", cluster.url(0), "--auth-url", cluster.url(1),
          "--subscribers", "20", "--authorizations", "10", "--rate", "20", "--wait", "20",
-         "--cards-file", "cards.json", "--timeout", "20"],
+         "--cards-file", "cards.json", "--timeout", "20", "--client", client],
         cwd=ws.root, env=ws.env, capture_output=True, text=True, timeout=TIMEOUT * 2)
     assert result.returncode == 0, (result.stdout, result.stderr, cluster.log("server0.log"),
                                     cluster.log("server1.log"))
     out = result.stdout
-    assert "20 of 20 subscriber(s) live" in out, out
+    assert f"({client} client): 20 of 20 subscriber(s) live" in out, out
     assert re.search(r"10 sent in [\d.]+ s, 10 with a card transaction, 0 failed", out), out
     assert "deliveries:     200 of 200 expected" in out, out
     assert "lost: 0  duplicated: 0" in out, out

@@ -238,6 +238,68 @@ async def test_a_lower_seq_committing_late_is_not_overtaken(app: Any) -> None:
         assert listener.messages[0].seq < listener.messages[1].seq
 
 
+@contextlib.asynccontextmanager
+async def running(dispatcher: OutboxDispatcher) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run_forever(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.mark.postgres
+async def test_a_commit_wakes_the_dispatcher_at_once(app: Any, api: Api, owner: tuple[str, str]) -> None:
+    """The dispatcher's probe sees the new outbox rows: they are published long before its
+    next poll (here an hour away)."""
+    token, business_id = owner
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+    dispatcher = OutboxDispatcher(engine, broadcast, interval=3600)
+    async with listening(broadcast, business_channel(raw(business_id))) as listener, running(dispatcher):
+        deadline = time.monotonic() + 5
+        while not dispatcher.probe_up:
+            assert time.monotonic() < deadline, "the dispatcher's probe never started"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the run the probe's start triggers
+        for amount in ("1.00", "2.00"):
+            await fund(api, token, business_id, amount)
+            await listener.wait_for(lambda n=amount: any(
+                m.type == "transaction.created" and m.payload.get("amount") == n for m in listener.messages),
+                within=2)
+        seqs = [m.seq for m in listener.messages]
+        assert seqs == sorted(seqs)
+
+
+@pytest.mark.postgres
+async def test_a_horizon_held_back_is_looked_at_again_soon(app: Any) -> None:
+    """A write transaction holds the horizon back: once it ends (moving no sequence, so the
+    probe sees nothing), the waiting row is published after a short retry, not after the
+    poll interval."""
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+    business = uuid.uuid4()
+    dispatcher = OutboxDispatcher(engine, broadcast, interval=3600, probing=False)
+    async with listening(broadcast, business_channel(business)) as listener, running(dispatcher):
+        async with engine.connect() as other:
+            await other.begin()
+            await other.execute(text("SELECT pg_current_xact_id()"))  # in flight, with an xid
+            async with engine.begin() as conn:
+                await conn.execute(insert(outbox).values(
+                    id=uuid.uuid4(), business_id=business, event_type="held", payload={},
+                    created_at=datetime.now(UTC)))
+            dispatcher._wake.set()  # as the probe would
+            deadline = time.monotonic() + 2
+            while not dispatcher.horizon_pending:
+                assert time.monotonic() < deadline, "the run never saw the row"
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.1)
+            assert listener.messages == []
+            await other.rollback()
+        await listener.wait_for(lambda: len(listener.messages) == 1, within=2)
+
+
 @pytest.mark.redis
 async def test_delivery_over_real_redis(app: Any, api: Api, owner: tuple[str, str]) -> None:
     """broadcaster 0.3.1 over redis-py < 8 (pinned: with 8 its Redis backend delivers nothing)."""

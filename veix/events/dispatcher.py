@@ -29,11 +29,32 @@ transaction-level advisory lock (so two batches are never published
 interleaved, which would break per-business order) and selecting its rows
 ``FOR UPDATE SKIP LOCKED``; a dispatcher that does not get the lock returns at
 once and tries again on its next poll, so the others take over when one dies.
+
+Wake-ups. Polling every ``interval`` alone puts 0 to ``interval`` (and, when the
+horizon was not safe yet, up to twice that) between a COMMIT and its publication.
+On PostgreSQL with asyncpg the dispatcher therefore also keeps a connection of its
+own (not one of the engine's pool) that reads the outbox sequence's last value
+every ``probe`` seconds (one statement, no transaction, no lock) and starts a run
+as soon as it moved. A run starts no earlier than ``min_gap`` after the previous
+one started, so a busy database is dispatched in batches, not once per commit. A
+run whose horizon was not safe yet (a write transaction was in flight) is followed
+by another one soon, after ``retry`` seconds doubling up to ``RETRY_MAX`` (or
+``interval``). After a failed run only the ``interval`` counts. The probe is only
+a hint: the ``interval`` poll stays, so a dead probe connection (re-opened after a
+second) costs latency, never an event.
+
+Why not LISTEN/NOTIFY: a NOTIFY takes a database-wide lock from its PRE-COMMIT to
+the end of COMMIT (WAL flush included), so every writer that notifies commits one
+at a time. Measured with ``veix bench authorize`` (2 workers, 32 connections), a
+NOTIFY in each authorization cut throughput by about a third; the probe costs none
+that we could measure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 from collections import deque
 from datetime import UTC, datetime
@@ -52,6 +73,8 @@ log = logging.getLogger("veix.events.dispatcher")
 
 # Serialises dispatch batches across processes on PostgreSQL.
 DISPATCH_LOCK_KEY = 0x0B7B_0C5E
+# The longest wait between two runs while the horizon is held back (below ``interval``).
+RETRY_MAX = 0.05
 
 
 class Publisher(Protocol):
@@ -60,18 +83,32 @@ class Publisher(Protocol):
 
 class OutboxDispatcher:
     def __init__(self, engine: AsyncEngine, broadcast: Publisher, *, batch: int = 500,
-                 interval: float = 0.05) -> None:
+                 interval: float = 0.05, probing: bool = True, min_gap: float = 0.02,
+                 retry: float = 0.002, probe: float = 0.005) -> None:
+        """``probing``: run the probe (PostgreSQL with asyncpg only), see the module docstring."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         self.engine = engine
         self.broadcast = broadcast
         self.batch = batch
         self.interval = interval
+        self.min_gap = min_gap
+        self.retry = retry
+        self.probe = probe
         self._postgres = engine.dialect.name == "postgresql"
+        # The probe connection is a plain asyncpg one; other drivers only poll.
+        self.probing = probing and self._postgres and engine.dialect.driver == "asyncpg"
         self._sequence: str | None = None
         # PostgreSQL safe horizon: (xmax of a snapshot, sequence value read before it), oldest first.
         self._pending: deque[tuple[int, int]] = deque()
         self._safe_seq = 0
+        self._wake = asyncio.Event()
+        self.probe_up = False  # the probe connection is up (tests, logs)
+
+    @property
+    def horizon_pending(self) -> bool:
+        """The last run saw sequence values not yet safe to publish (PostgreSQL)."""
+        return bool(self._pending)
 
     async def run_once(self) -> int:
         """Publish one batch of undispatched rows in ``seq`` order and mark them; returns how many."""
@@ -114,7 +151,7 @@ class OutboxDispatcher:
             "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_snapshot_xmax(s)::text::bigint AS xmax "
             "FROM pg_current_snapshot() AS s"))).one()
         xmin, xmax = int(snap.xmin), int(snap.xmax)
-        if not self._pending or self._pending[-1][1] < last:
+        if last > self._safe_seq and (not self._pending or self._pending[-1][1] < last):
             self._pending.append((xmax, last))
         while self._pending and self._pending[0][0] <= xmin:
             self._safe_seq = max(self._safe_seq, self._pending.popleft()[1])
@@ -145,23 +182,115 @@ class OutboxDispatcher:
         return len(rows)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set: at once again after a full batch, else after ``interval``.
-        A failing run (database or broker away) is logged and retried after ``interval``."""
+        """Dispatch until ``stop`` is set: at once again after a full batch; when the probe saw
+        a new outbox row (see the module docstring); soon again while the horizon is not safe; else
+        every ``interval``. A failing run (database or broker away) is logged and retried
+        after ``interval``."""
+        listener = asyncio.create_task(self._run_probe(stop), name="veix-outbox-probe") if self.probing else None
+        loop = asyncio.get_running_loop()
+        retry = self.retry
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # what is committed from here on is seen by this run
+                started = loop.time()
+                failed = False
+                try:
+                    count = await self.run_once()
+                except (SQLAlchemyError, OSError, ConnectionError):
+                    log.exception("outbox dispatch failed; retrying in %gs", self.interval)
+                    count, failed = 0, True
+                except Exception as exc:  # a broker client's own errors (e.g. redis.ConnectionError)
+                    if type(exc).__module__.split(".")[0] not in {"redis", "broadcaster"}:
+                        raise
+                    log.exception("outbox publish failed; retrying in %gs", self.interval)
+                    count, failed = 0, True
+                if count >= self.batch:
+                    await asyncio.sleep(0)
+                    continue
+                if failed:
+                    timeout = self.interval
+                elif self._pending:
+                    # Committed rows wait above the horizon for a write transaction in flight
+                    # (which may move no sequence): look again soon, backing off while it stays open.
+                    timeout, retry = min(retry, self.interval), min(retry * 2, self.interval, RETRY_MAX)
+                else:
+                    timeout, retry = self.interval, self.retry
+                if not failed and self._wake.is_set():
+                    timeout = 0.0  # a new row was seen during the run
+                if await self._sleep(stop, timeout, wake=not failed):
+                    # Woken by the probe: coalesce a burst of commits into one run.
+                    gap = started + self.min_gap - loop.time()
+                    if gap > 0:
+                        await self._sleep(stop, gap, wake=False)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wake: bool = True) -> bool:
+        """Wait up to ``seconds`` for ``stop`` (or, with ``wake``, a wake-up); True when a
+        wake-up ended the wait."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return self._wake.is_set()
+        waits = [asyncio.ensure_future(stop.wait())]
+        if wake:
+            waits.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        return wake and self._wake.is_set() and not stop.is_set()
+
+    async def _run_probe(self, stop: asyncio.Event) -> None:
+        """Keep the probe connection open and probing; re-open it after ``interval`` (at least
+        a second) when it fails or closes."""
+        pause = max(self.interval, 1.0)
         while not stop.is_set():
+            conn: Any = None
             try:
-                count = await self.run_once()
-            except (SQLAlchemyError, OSError, ConnectionError):
-                log.exception("outbox dispatch failed; retrying in %gs", self.interval)
-                count = 0
-            except Exception as exc:  # a broker client's own errors (e.g. redis.ConnectionError)
-                if type(exc).__module__.split(".")[0] not in {"redis", "broadcaster"}:
-                    raise
-                log.exception("outbox publish failed; retrying in %gs", self.interval)
-                count = 0
-            if count >= self.batch:
-                await asyncio.sleep(0)
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+                conn = await _connect(self.engine)
+                closed = asyncio.get_running_loop().create_future()
+
+                def on_close(_conn: Any, closed: asyncio.Future[None] = closed) -> None:
+                    if not closed.done():
+                        closed.set_result(None)
+
+                conn.add_termination_listener(on_close)
+                self.probe_up = True
+                await self._probe(conn, closed)
+                log.warning("outbox probe connection closed; reopening in %gs", pause)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # database away: the interval poll goes on; try again later
+                log.exception("outbox probe failed; reopening in %gs", pause)
+            finally:
+                self.probe_up = False
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await self._sleep(stop, pause, wake=False)
+
+    async def _probe(self, conn: Any, closed: asyncio.Future[None]) -> None:
+        """Until ``closed``: every ``probe`` seconds read the outbox sequence's last value (one
+        cheap statement, no transaction, no lock) and wake the dispatcher when it moved (and
+        once at the start: anything committed while nobody probed)."""
+        sequence = await conn.fetchval("SELECT pg_get_serial_sequence('outbox', 'seq')")
+        seen = None
+        while not closed.done():
+            value = await conn.fetchval("SELECT pg_sequence_last_value(CAST($1 AS regclass))", sequence)
+            if value != seen:
+                seen = value
+                self._wake.set()
+            await asyncio.wait([closed], timeout=self.probe)
+
+
+async def _connect(engine: AsyncEngine) -> Any:
+    """A plain asyncpg connection to the engine's database (not one of its pool's)."""
+    import asyncpg
+
+    _, params = engine.dialect.create_connect_args(engine.url)
+    accepted = inspect.signature(asyncpg.connect).parameters
+    return await asyncpg.connect(**{k: v for k, v in params.items() if k in accepted}, timeout=10)

@@ -82,8 +82,9 @@ async def connect(ctx: WsContext) -> None:
 
 async def release(ctx: Context) -> None:
     """Give back the read connection and drop cached loaders and roles (between two events)."""
-    async with ctx._lock:
-        await ctx.close()
+    if ctx._conn is not None or ctx._lock.locked():  # else there is nothing to close
+        async with ctx._lock:
+            await ctx.close()
     ctx.loaders.clear()
     ctx.forget_roles()
 
@@ -226,14 +227,22 @@ async def once_per_event(msg: EventMessage, key: Any, build: Callable[[], Awaita
     return await asyncio.shield(future)
 
 
+Prepare = tuple[Any, Callable[[EventMessage], Awaitable[Any]]]
+PREPARE_SECONDS = 1.0  # the longest the hub holds an event back for its preparations
+TICK_SECONDS = 0.5  # how often the hub ends the waits of its listeners that timed out
+
+
 class _Listener:
     """One subscriber's bounded queue in the hub."""
 
-    __slots__ = ("closed", "items", "maxsize", "overflow", "waiter")
+    __slots__ = ("closed", "deadline", "items", "maxsize", "overflow", "prepare", "ticked", "waiter")
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, prepare: Prepare | None = None) -> None:
         self.items: collections.deque[EventMessage] = collections.deque()
         self.maxsize = maxsize
+        self.prepare = prepare
+        self.ticked = False  # a hub's ticker ends our timed-out waits (no timer per wait)
+        self.deadline = 0.0
         self.overflow = False
         self.closed = False
         self.waiter: asyncio.Future[bool] | None = None
@@ -257,9 +266,16 @@ class _Listener:
             waiter.set_result(True)
 
     async def wait(self, seconds: float) -> bool:
-        """Until something was pushed (True) or ``seconds`` passed (False)."""
+        """Until something was pushed (True) or ``seconds`` passed (False; in a hub, up to
+        ``TICK_SECONDS`` later)."""
         loop = asyncio.get_running_loop()
         waiter = self.waiter = loop.create_future()
+        if self.ticked:
+            self.deadline = loop.time() + seconds
+            try:
+                return await waiter
+            finally:
+                self.waiter = None
         timer = loop.call_later(seconds, _expire, waiter)
         try:
             return await waiter
@@ -287,14 +303,23 @@ class EventHub:
     """One broadcaster subscription per business channel for the whole process, shared
     by every local subscriber of that business: each event is parsed once and the same
     :class:`EventMessage` is appended to every subscriber's bounded queue. The channel
-    is subscribed while it has a local subscriber, and unsubscribed when the last leaves."""
+    is subscribed while it has a local subscriber, and unsubscribed when the last leaves.
+
+    A listener may bring a *preparation* ``(key, prepare)``: before an event is handed to
+    the listeners, the hub awaits ``prepare(event)`` once per distinct key among them (for
+    at most ``PREPARE_SECONDS``), so what every subscriber would derive from the event (the
+    row it names, kept in its ``memo`` by :func:`once_per_event`) is there when they wake
+    and none of them waits for it on its own. A preparation is only a head start: one that
+    fails or is late changes nothing but who computes it."""
 
     def __init__(self, broadcast: Any) -> None:
         self.broadcast = broadcast
         self._channels: dict[str, _Channel] = {}
+        self._ticker: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def listen(self, business_id: uuid.UUID, maxsize: int) -> AsyncIterator[_Listener]:
+    async def listen(self, business_id: uuid.UUID, maxsize: int, prepare: Prepare | None = None
+                     ) -> AsyncIterator[_Listener]:
         """A queue receiving every event published to the business's channel from the moment
         this returns (the broadcaster subscription is live by then) until it exits."""
         name = business_channel(business_id)
@@ -302,8 +327,11 @@ class EventHub:
         if channel is None:
             channel = self._channels[name] = _Channel(name)
             channel.task = asyncio.create_task(self._pump(channel), name=f"veix-hub-{name}")
-        listener = _Listener(maxsize)
+        listener = _Listener(maxsize, prepare)
+        listener.ticked = True
         channel.listeners.add(listener)
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name="veix-hub-ticker")
         try:
             await asyncio.shield(channel.ready)
             yield listener
@@ -315,6 +343,23 @@ class EventHub:
                 channel.task.cancel()
                 with contextlib.suppress(BaseException):
                     await channel.task
+            if not self._channels and self._ticker is not None:
+                ticker, self._ticker = self._ticker, None
+                ticker.cancel()
+                with contextlib.suppress(BaseException):
+                    await ticker
+
+    async def _tick(self) -> None:
+        """End the waits that timed out (one timer for the process, not one per wait)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = loop.time()
+            for channel in list(self._channels.values()):
+                for listener in channel.listeners:
+                    waiter = listener.waiter
+                    if waiter is not None and listener.deadline <= now:
+                        _expire(waiter)
 
     async def _pump(self, channel: _Channel) -> None:
         try:
@@ -327,6 +372,7 @@ class EventHub:
                         log.warning("ignoring a malformed event on %s", channel.name)
                         continue
                     msg.memo["received"] = time.monotonic()
+                    await _prepare(msg, channel.listeners)
                     for listener in channel.listeners:
                         listener.push(msg)
         finally:
@@ -337,6 +383,20 @@ class EventHub:
                 channel.ready.exception()  # retrieved: nobody may be waiting
             for listener in channel.listeners:
                 listener.close()
+
+
+async def _prepare(msg: EventMessage, listeners: set[_Listener]) -> None:
+    preparations: dict[Any, Callable[[EventMessage], Awaitable[Any]]] = {}
+    for listener in listeners:
+        if listener.prepare is not None:
+            preparations.setdefault(listener.prepare[0], listener.prepare[1])
+    if not preparations:
+        return
+    tasks = [asyncio.ensure_future(prepare(msg)) for prepare in preparations.values()]
+    done, _ = await asyncio.wait(tasks, timeout=PREPARE_SECONDS)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("an event preparation failed (its subscribers try again)", exc_info=task.exception())
 
 
 _hubs: weakref.WeakKeyDictionary[Any, EventHub] = weakref.WeakKeyDictionary()
@@ -352,14 +412,15 @@ def hub_of(broadcast: Any) -> EventHub:
 
 async def event_stream(
     ctx: Context, business_id: uuid.UUID, after: str | None, *,
-    recheck: Callable[..., Awaitable[None]], max_queue: int | None = None,
+    recheck: Callable[..., Awaitable[None]], max_queue: int | None = None, prepare: Prepare | None = None,
 ) -> AsyncGenerator[EventMessage, None]:
     """Every event of the business after cursor ``after`` (None: from now on), in ``seq``
     order, each once. The caller filters by type; it must not hold the generator open
     needlessly (the hub's listener lives as long as it). Live events are the hub's shared
     :class:`EventMessage` objects: read them, never change them (but their ``memo``).
     A ``recheck`` accepting ``not_before`` (see :func:`access_check`) may share its read
-    with the other subscribers re-checking after the same live event."""
+    with the other subscribers re-checking after the same live event. ``prepare``: see
+    :class:`EventHub` (live events only)."""
     after_seq = seq_of_cursor(after) if after is not None else None
     broadcast = ctx.services.broadcast
     if broadcast is None:
@@ -381,7 +442,7 @@ async def event_stream(
                 await recheck(not_before=received)
             seen, checked_at = 0, time.monotonic()
 
-    async with hub_of(broadcast).listen(business_id, max_queue or MAX_QUEUE) as listener:
+    async with hub_of(broadcast).listen(business_id, max_queue or MAX_QUEUE, prepare) as listener:
         await release(ctx)  # the checks are done: hold no connection while waiting
         if after_seq is not None:
             async for msg in _replay_all(ctx, business_id, after_seq):
@@ -492,27 +553,54 @@ def sharing_executor(base: type) -> type:
             entry = results.get(key)
             if entry is None or entry[0] is not self.operation or (
                     entry[1].done() and entry[1].exception() is not None):
-                entry = results[key] = (self.operation, asyncio.ensure_future(self._veix_execute()))
+                entry = results[key] = (self.operation, self._veix_start())
             task = entry[1]
             if task.done():
                 return task.result()
             return asyncio.shield(task)
 
-        async def _veix_execute(self) -> Any:
+        def _veix_start(self) -> asyncio.Future[Any]:
+            """Start the shared execution with a context of its own. A selection whose
+            resolvers do not await (the usual event fields) is finished here and now, so the
+            other subscribers of the event take its result without waiting."""
             mine = self.context_value
             ctx = type(mine)(mine.services, mine.request_id)
             ctx.principal = mine.principal
             self.context_value = ctx  # this per-event copy is ours alone
             try:
                 result = super().execute_operation(False)
-                if self.is_awaitable(result):
-                    result = await result
-                return result
+            except BaseException:
+                _release_soon(ctx)
+                raise
+            if self.is_awaitable(result):
+                return asyncio.ensure_future(self._veix_finish(result, ctx))
+            _release_soon(ctx)
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(result)
+            return done
+
+        async def _veix_finish(self, result: Any, ctx: Any) -> Any:
+            try:
+                return await result
             finally:
                 await release(ctx)
 
     _executor_classes[base] = SharingExecutor
     return SharingExecutor
+
+
+def _release_soon(ctx: Context) -> None:
+    """:func:`release` without waiting; nothing to do for a context that never read."""
+    if ctx._conn is None and not ctx._lock.locked():
+        ctx.loaders.clear()
+        ctx.forget_roles()
+        return
+    task = asyncio.ensure_future(release(ctx))
+    _releases.add(task)
+    task.add_done_callback(_releases.discard)
+
+
+_releases: set[asyncio.Future[None]] = set()
 
 
 class SubscriptionView(GraphQL[WsContext, None]):

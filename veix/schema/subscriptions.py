@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 
 import strawberry
@@ -148,6 +148,22 @@ async def _transaction_event(ctx: Context, bid: uuid.UUID, msg: EventMessage) ->
     return rs.shareable(TransactionEvent(cursor=msg.cursor, kind=msg.type, transaction=Transaction.of(t)))
 
 
+def _preparation(key: tuple[str, uuid.UUID], wanted: Callable[[EventMessage], bool],
+                 build: Callable[[EventMessage], Awaitable[object]]) -> rs.Prepare:
+    """The hub's head start (see veix.resolvers.subscriptions.EventHub): the event object a
+    subscription yields for ``msg``, built once under ``key`` before its subscribers wake."""
+
+    async def prepare(msg: EventMessage) -> None:
+        if wanted(msg):
+            await rs.once_per_event(msg, key, functools.partial(build, msg))
+
+    return key, prepare
+
+
+def _card_transaction_wanted(msg: EventMessage) -> bool:
+    return msg.type.startswith("card_transaction.") and _card_ids(msg) is not None
+
+
 @strawberry.type(description="Live events of a business. Authenticate in `connection_init` with "
                              "`{\"authorization\": \"Bearer <access token or API key>\"}`. Pass the "
                              "cursor of the last event received as `after` to receive what you "
@@ -186,7 +202,15 @@ class Subscription:
                 return holders[card_uuid] == scope
 
             check = rs.access_check(ctx, bid, ("cards:read_own",) if scope is not None else ("cards:read",))
-            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            key = ("cardTransactions", bid)
+
+            async def build(msg: EventMessage) -> CardTransactionEvent | None:
+                ids = _card_ids(msg)
+                assert ids is not None
+                return await _card_transaction_event(ctx, bid, msg, ids[0])
+
+            stream = rs.event_stream(ctx, bid, after, recheck=check,
+                                     prepare=_preparation(key, _card_transaction_wanted, build))
             async for msg in stream:
                 if not msg.type.startswith("card_transaction."):
                     continue
@@ -195,8 +219,7 @@ class Subscription:
                     continue
                 if not await mine(ids[1]):
                     continue
-                event = await rs.once_per_event(msg, ("cardTransactions", bid),
-                                                functools.partial(_card_transaction_event, ctx, bid, msg, ids[0]))
+                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
                 if event is not None:
                     yield event
         finally:
@@ -216,12 +239,14 @@ class Subscription:
             await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
             await ctx.require(bid, "cards:read", field=BUSINESS_ID)
             check = rs.access_check(ctx, bid, ("transactions:read", "cards:read"))
-            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            key = ("fraudAlerts", bid)
+            build = functools.partial(_fraud_alert_event, ctx, bid)
+            stream = rs.event_stream(ctx, bid, after, recheck=check, prepare=_preparation(
+                key, lambda m: m.type == "fraud_alert.created", build))
             async for msg in stream:
                 if msg.type != "fraud_alert.created":
                     continue
-                event = await rs.once_per_event(msg, ("fraudAlerts", bid),
-                                                functools.partial(_fraud_alert_event, ctx, bid, msg))
+                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
                 if event is not None:
                     yield event
         finally:
@@ -241,12 +266,14 @@ class Subscription:
             bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
             await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
             check = rs.access_check(ctx, bid, ("transactions:read",))
-            stream = rs.event_stream(ctx, bid, after, recheck=check)
+            key = ("transactionUpdates", bid)
+            build = functools.partial(_transaction_event, ctx, bid)
+            stream = rs.event_stream(ctx, bid, after, recheck=check, prepare=_preparation(
+                key, lambda m: m.type.startswith(("transaction.", "card_transaction.")), build))
             async for msg in stream:
                 if not msg.type.startswith(("transaction.", "card_transaction.")):
                     continue
-                event = await rs.once_per_event(msg, ("transactionUpdates", bid),
-                                                functools.partial(_transaction_event, ctx, bid, msg))
+                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
                 if event is not None:
                     yield event
         finally:

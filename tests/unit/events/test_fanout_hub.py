@@ -118,3 +118,52 @@ async def test_once_per_event_builds_once_and_retries_a_failure() -> None:
     assert all(isinstance(r, ValueError) for r in first) and calls == 1
     assert await asyncio.gather(*(rs.once_per_event(msg, "k", build) for _ in range(3))) == [2, 2, 2]
     assert calls == 2
+
+
+async def test_the_hub_prepares_an_event_once_before_its_listeners_wake() -> None:
+    broadcast = FakeBroadcast()
+    hub = rs.EventHub(broadcast)
+    business = uuid.uuid4()
+    channel = business_channel(business)
+    builds: list[int] = []
+
+    async def build(msg: EventMessage) -> int:
+        builds.append(msg.seq)
+        await asyncio.sleep(0.01)
+        return msg.seq * 10
+
+    async def prepare(msg: EventMessage) -> None:
+        await rs.once_per_event(msg, "k", lambda: build(msg))
+
+    async def failing(msg: EventMessage) -> None:
+        raise ValueError("a failed preparation only costs its head start")
+
+    async with contextlib.AsyncExitStack() as stack:
+        listeners = [await stack.enter_async_context(hub.listen(business, 10, ("k", prepare)))
+                     for _ in range(3)]
+        listeners.append(await stack.enter_async_context(hub.listen(business, 10, ("bad", failing))))
+        await broadcast.publish(channel, _msg(business, 3).to_json())
+        for _ in range(100):
+            if all(listener.items for listener in listeners):
+                break
+            await asyncio.sleep(0.01)
+        got = [listener.items.popleft() for listener in listeners]
+        assert got[0] is got[3] and builds == [3]
+        future = got[0].memo["k"]
+        assert future.done() and future.result() == 30  # ready when the listeners got it
+        assert await rs.once_per_event(got[1], "k", lambda: build(got[1])) == 30 and builds == [3]
+
+
+async def test_a_hub_listener_wait_times_out_without_a_timer_per_wait(monkeypatch: Any) -> None:
+    monkeypatch.setattr(rs, "TICK_SECONDS", 0.01)
+    hub = rs.EventHub(FakeBroadcast())
+    business = uuid.uuid4()
+    async with hub.listen(business, 10) as listener:
+        assert listener.ticked
+        assert await asyncio.wait_for(listener.wait(0.02), 2) is False
+        waiting = asyncio.ensure_future(listener.wait(30))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        listener.push(_msg(business, 1))
+        assert await asyncio.wait_for(waiting, 2) is True
+    assert hub._ticker is None  # the last listener out stopped the ticker
