@@ -287,6 +287,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif settings.is_sqlite:
         _with_engine(settings, migrate)
 
+    if "VEIX_PUBLIC_URL" not in os.environ:
+        # Links the service hands out (the sandbox's 3-D Secure page) point at where it listens;
+        # the workers uvicorn starts inherit the environment.
+        os.environ["VEIX_PUBLIC_URL"] = f"http://{_host_for_url(args.host)}:{args.port}"
+
     import uvicorn
 
     uvicorn.run(

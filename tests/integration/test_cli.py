@@ -254,6 +254,18 @@ def test_serve_demo_answers_with_the_printed_token(
                    headers={"authorization": f"Bearer {token.group(1)}"}, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json() == {"data": {"me": {"email": "demo@veix.dev"}}}
+    # The sandbox's 3-D Secure link points at the port the server listens on.
+    headers = {"authorization": f"Bearer {token.group(1)}"}
+    business = httpx.post(f"{base}/graphql", json={"query": "{ businesses(first: 1) { edges { node { id } } } }"},
+                          headers=headers, timeout=10).json()["data"]["businesses"]["edges"][0]["node"]["id"]
+    pay = httpx.post(f"{base}/graphql", headers=headers, timeout=10, json={
+        "query": "mutation($i: CreatePaymentInput!){ createPayment(input:$i){ transaction{ status nextAction } } }",
+        "variables": {"i": {"businessId": business, "amount": {"amount": "10.00", "currency": "EUR"},
+                            "method": "CARD", "idempotencyKey": "cli-3ds",
+                            "card": {"number": "4000002500003155", "expMonth": 12, "expYear": 2034, "cvc": "123"}}},
+    }).json()["data"]["createPayment"]["transaction"]
+    assert pay["status"] == "REQUIRES_ACTION" and pay["nextAction"]["url"].startswith(f"{base}/v1/sandbox/3ds/")
+    assert httpx.post(pay["nextAction"]["url"], timeout=10).json()["status"] == "SUCCEEDED"
     proc.terminate()
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
