@@ -72,6 +72,7 @@ from veix.domain.money import Money
 from veix.domain.ports import UnitOfWork
 from veix.domain.risk import RiskFeatures, RiskPolicy, RiskScorer
 from veix.domain.routing import candidates, route
+from veix.domain.services.funding import request_fingerprint
 from veix.domain.transactions import Gateway, Transaction, TransactionStatus, TransactionType
 
 S = TransactionStatus
@@ -113,7 +114,7 @@ class NewPayment:
             self.crypto_asset or "", self.customer_id or "", self.description or "",
             json.dumps(self.metadata, sort_keys=True, default=str),
         ]
-        return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
+        return request_fingerprint(*parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +125,6 @@ class Outcome:
     transaction: Transaction
     error: VeixError | None = None
     refund: Transaction | None = None
-
-
-def _fp(*parts: object) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
 def _check_key(key: str) -> None:
@@ -383,7 +380,8 @@ class PaymentProcessor:
         _check_key(idempotency_key)
         now = self.clock()
         scope = f"capture:{payment_id}"
-        fp = _fp("capture", payment_id, amount.amount if amount else "full", amount.currency if amount else "")
+        fp = request_fingerprint("capture", payment_id, amount.amount if amount else "full",
+                                 amount.currency if amount else "")
         async with new_uow() as uow:
             t = await uow.payments.get(payment_id, for_update=True)
             if t is None or t.type is not TransactionType.PAYMENT:
@@ -517,7 +515,7 @@ class PaymentProcessor:
             raise InvalidInput("reason is limited to 500 characters", field=["input", "reason"])
         now = self.clock()
         scope = f"refund:{payment_id}"
-        fp = _fp("refund", payment_id, amount.amount if amount else "full",
+        fp = request_fingerprint("refund", payment_id, amount.amount if amount else "full",
                  amount.currency if amount else "", reason or "")
         async with new_uow() as uow:
             t = await uow.payments.get(payment_id, for_update=True)
