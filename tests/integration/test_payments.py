@@ -462,3 +462,14 @@ async def test_a_customer_bursting_far_above_their_history_is_blocked_by_risk_be
     assert result["userErrors"][0]["code"] == "RISK_BLOCKED"
     other = await create(api, token, business, amount="3000.00", customerId="cust-calm")
     assert other["transaction"]["status"] == "SUCCEEDED" and other["transaction"]["riskScore"] < 0.5
+
+
+async def test_a_dispute_event_without_an_amount_is_recorded_and_ignored(api, owner, app):
+    token, business = owner
+    t = (await create(api, token, business, amount="10.00"))["transaction"]
+    event = _event("dispute.opened", payment=t["gatewayReference"],
+                   dispute={"id": "sbx_dp_zero", "amount": "0", "currency": "EUR", "reason": "general"})
+    body, headers = _sandbox(app).signed(event)
+    r = await api.client.post("/v1/webhooks/sandbox", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["outcome"] == "ignored"
+    assert (await transaction(api, token, t["id"]))["status"] == "SUCCEEDED"

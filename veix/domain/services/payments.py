@@ -770,8 +770,8 @@ class PaymentProcessor:
     async def _dispute_event(self, uow: UnitOfWork, gateway: Gateway, event: WebhookEvent,
                              t: Transaction) -> str:
         info = event.dispute
-        if info is None:
-            return "ignored"
+        if info is None or info.amount <= 0:
+            return "ignored"  # nothing to withdraw: a malformed or informational event
         now = self.clock()
         d = await uow.payments.dispute_by_reference(gateway, info.reference)
         if d is None:
