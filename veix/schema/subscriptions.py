@@ -8,6 +8,7 @@ import functools
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -232,27 +233,9 @@ class Subscription:
     async def fraud_alerts(
         self, info: Info[Context, None], business_id: strawberry.ID, after: str | None = None,
     ) -> AsyncGenerator[FraudAlertEvent, None]:
-        ctx = info.context
-        stream: AsyncGenerator[EventMessage, None] | None = None
-        try:
-            bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
-            await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
-            await ctx.require(bid, "cards:read", field=BUSINESS_ID)
-            check = rs.access_check(ctx, bid, ("transactions:read", "cards:read"))
-            key = ("fraudAlerts", bid)
-            build = functools.partial(_fraud_alert_event, ctx, bid)
-            stream = rs.event_stream(ctx, bid, after, recheck=check, prepare=_preparation(
-                key, lambda m: m.type == "fraud_alert.created", build))
-            async for msg in stream:
-                if msg.type != "fraud_alert.created":
-                    continue
-                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
-                if event is not None:
-                    yield event
-        finally:
-            if stream is not None:  # unsubscribe now, not when the collector finds it
-                await stream.aclose()
-            await rs.release(ctx)  # the checks or the last event may hold a connection
+        async for event in _events(info.context, business_id, after, ("transactions:read", "cards:read"),
+                                   "fraudAlerts", lambda m: m.type == "fraud_alert.created", _fraud_alert_event):
+            yield event
 
     @strawberry.subscription(description="Transactions of the business (funding, card authorizations, "
                                          "payments) as they are created and change. Needs "
@@ -260,23 +243,33 @@ class Subscription:
     async def transaction_updates(
         self, info: Info[Context, None], business_id: strawberry.ID, after: str | None = None,
     ) -> AsyncGenerator[TransactionEvent, None]:
-        ctx = info.context
-        stream: AsyncGenerator[EventMessage, None] | None = None
-        try:
-            bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
-            await ctx.require(bid, "transactions:read", field=BUSINESS_ID)
-            check = rs.access_check(ctx, bid, ("transactions:read",))
-            key = ("transactionUpdates", bid)
-            build = functools.partial(_transaction_event, ctx, bid)
-            stream = rs.event_stream(ctx, bid, after, recheck=check, prepare=_preparation(
-                key, lambda m: m.type.startswith(("transaction.", "card_transaction.")), build))
-            async for msg in stream:
-                if not msg.type.startswith(("transaction.", "card_transaction.")):
-                    continue
-                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
-                if event is not None:
-                    yield event
-        finally:
-            if stream is not None:  # unsubscribe now, not when the collector finds it
-                await stream.aclose()
-            await rs.release(ctx)  # the checks or the last event may hold a connection
+        async for event in _events(info.context, business_id, after, ("transactions:read",), "transactionUpdates",
+                                   lambda m: m.type.startswith(("transaction.", "card_transaction.")),
+                                   _transaction_event):
+            yield event
+
+
+async def _events(ctx: Context, business_id: strawberry.ID, after: str | None, permissions: tuple[str, ...],
+                  name: str, wanted: Callable[[EventMessage], bool],
+                  make: Callable[[Context, uuid.UUID, EventMessage], Awaitable[Any]]) -> AsyncGenerator[Any, None]:
+    """The stream of a subscription that needs ``permissions`` and yields ``make(...)`` for every
+    event ``wanted`` picks (built once per event for every subscriber of this process)."""
+    stream: AsyncGenerator[EventMessage, None] | None = None
+    try:
+        bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
+        for permission in permissions:
+            await ctx.require(bid, permission, field=BUSINESS_ID)
+        key = (name, bid)
+        build = functools.partial(make, ctx, bid)
+        stream = rs.event_stream(ctx, bid, after, recheck=rs.access_check(ctx, bid, permissions),
+                                 prepare=_preparation(key, wanted, build))
+        async for msg in stream:
+            if not wanted(msg):
+                continue
+            event = await rs.once_per_event(msg, key, functools.partial(build, msg))
+            if event is not None:
+                yield event
+    finally:
+        if stream is not None:  # unsubscribe now, not when the collector finds it
+            await stream.aclose()
+        await rs.release(ctx)  # the checks or the last event may hold a connection
