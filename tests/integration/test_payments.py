@@ -473,3 +473,18 @@ async def test_a_dispute_event_without_an_amount_is_recorded_and_ignored(api, ow
     r = await api.client.post("/v1/webhooks/sandbox", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["outcome"] == "ignored"
     assert (await transaction(api, token, t["id"]))["status"] == "SUCCEEDED"
+
+
+async def test_a_dispute_due_date_without_a_zone_is_read_as_utc(api, owner, app):
+    token, business = owner
+    await api.fund(token, business, "20.00")
+    t = (await create(api, token, business, amount="10.00"))["transaction"]
+    event = _event("dispute.opened", payment=t["gatewayReference"],
+                   dispute={"id": "sbx_dp_naive", "amount": "10.00", "currency": "EUR", "reason": "fraudulent",
+                            "evidence_due_by": "2030-01-15T10:00:00"})
+    body, headers = _sandbox(app).signed(event)
+    r = await api.client.post("/v1/webhooks/sandbox", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["outcome"] == "applied"
+    dispute = (await transaction(api, token, t["id"]))["dispute"]
+    assert dispute["evidenceDueBy"].startswith("2030-01-15T10:00:00") and dispute["evidenceDueBy"].endswith(
+        ("+00:00", "Z"))

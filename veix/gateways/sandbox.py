@@ -94,6 +94,11 @@ class _Intent:
     refunds: dict[str, Decimal] = field(default_factory=dict)
 
 
+def _utc(moment: datetime) -> datetime:
+    """A timestamp without a zone is read as UTC (time is UTC everywhere in Veix)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks signature (``v1,<base64 HMAC-SHA256>``), as in NETWORK.md."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -325,7 +330,8 @@ class SandboxGateway:
                 dispute=None if not dispute else DisputeInfo(
                     str(dispute["id"]), Decimal(str(dispute["amount"])), str(dispute.get("currency", "")),
                     str(dispute.get("reason", "general")),
-                    datetime.fromisoformat(dispute["evidence_due_by"]) if dispute.get("evidence_due_by") else None),
+                    _utc(datetime.fromisoformat(dispute["evidence_due_by"])) if dispute.get("evidence_due_by")
+                    else None),
                 payload=data)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WebhookRejected(f"malformed event: {type(exc).__name__}") from None
