@@ -348,3 +348,11 @@ async def test_unsigned_or_garbage_webhooks_get_400_never_500(gw, gateway, body)
     r = await gw.client.post(f"/v1/webhooks/{gateway}", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_signature"
+
+
+async def test_a_signed_stripe_event_with_an_impossible_timestamp_is_rejected(gw, fakes):
+    stripe, _ = fakes
+    body, headers = stripe.signed_event("payment_intent.succeeded", {"id": "pi_x", "object": "payment_intent"},
+                                        created=10**30)
+    r = await gw.client.post("/v1/webhooks/stripe", content=body, headers=headers)
+    assert r.status_code == 400

@@ -488,3 +488,10 @@ async def test_a_dispute_due_date_without_a_zone_is_read_as_utc(api, owner, app)
     dispute = (await transaction(api, token, t["id"]))["dispute"]
     assert dispute["evidenceDueBy"].startswith("2030-01-15T10:00:00") and dispute["evidenceDueBy"].endswith(
         ("+00:00", "Z"))
+
+
+async def test_a_signed_event_with_an_impossible_timestamp_is_rejected_not_a_500(api, app):
+    event = {"id": f"evt_{uuid.uuid4().hex}", "type": "payment.succeeded", "created": 10**30, "data": {}}
+    body, headers = _sandbox(app).signed(event)
+    r = await api.client.post("/v1/webhooks/sandbox", content=body, headers=headers)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_signature"

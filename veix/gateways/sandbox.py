@@ -333,5 +333,5 @@ class SandboxGateway:
                     _utc(datetime.fromisoformat(dispute["evidence_due_by"])) if dispute.get("evidence_due_by")
                     else None),
                 payload=data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, OSError) as exc:
             raise WebhookRejected(f"malformed event: {type(exc).__name__}") from None

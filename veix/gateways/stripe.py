@@ -306,7 +306,7 @@ class StripeGateway:
             return self._event(event)
         except stripe.SignatureVerificationError as err:
             raise WebhookRejected(f"Stripe signature rejected: {_safe(err.user_message)}") from None
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, OSError) as err:
             raise WebhookRejected(f"malformed Stripe event: {type(err).__name__}") from None
 
     def _event(self, event: dict[str, Any]) -> WebhookEvent:
