@@ -34,7 +34,7 @@ from veix.events.webhooks import WebhookDeliverer
 from veix.http.graphql import GraphQLEndpoint
 from veix.http.health import healthz, readyz_endpoint
 from veix.http.metrics import metrics_endpoint
-from veix.http.network import network_routes
+from veix.http.network import NetworkFrontDoor, fast_authorization_endpoint, network_routes
 from veix.http.payments import payment_routes
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
@@ -273,6 +273,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
     app.state.broadcast = broadcast
     app.state.settings = settings
     app.state.schema = schema
+    if not settings.is_sqlite:
+        return NetworkFrontDoor(app, fast_authorization_endpoint(services))  # type: ignore[return-value]
     return app
 
 

@@ -569,6 +569,30 @@ async def test_postgres_sends_begin_with_the_card_lock(api, app, network, monkey
     assert sent and all(ok for ok, _ in sent), sent
 
 
+async def test_postgres_an_unexpected_failure_is_a_500_with_a_json_body(api, app, network, monkeypatch, caplog):
+    """Authorizations skip Starlette's middleware on PostgreSQL (NetworkFrontDoor):
+    what it would have caught still becomes a 500, with a JSON body, logged;
+    other methods on the path still get Starlette's 405."""
+    from veix.resolvers import network as net
+
+    if app.state.services.fast_pool is None:
+        pytest.skip("the front door serves the asyncpg hot path (PostgreSQL)")
+    biz = await new_business(api, fund="100.00")
+    card = await issue_card(app, biz.id)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the decision broke")
+
+    monkeypatch.setattr(net, "run_authorization", broken)
+    r = await network.post(AUTHORIZATIONS, auth_body(card, "10.00"))
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal_error", "message": "The authorization could not be decided"}
+    assert "the decision broke" in caplog.text
+    assert card.pan not in r.text
+    assert (await network.client.get(AUTHORIZATIONS)).status_code == 405
+    assert await balance(api, biz) == "100.00"
+
+
 async def test_a_rejected_malformed_message_can_be_fixed_and_resent_with_its_webhook_id(api, app, network):
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)
