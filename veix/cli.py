@@ -294,6 +294,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from veix.http.server import OneWriteHttpToolsProtocol
+
     uvicorn.run(
         "veix.app:app_factory",
         factory=True,
@@ -301,7 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=OneWriteHttpToolsProtocol,  # httptools, one write per small response
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         access_log=False,
