@@ -29,6 +29,7 @@ some hundred literals and Python's quoting cost more than the round trip.
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from dataclasses import dataclass
@@ -52,8 +53,16 @@ from veix.domain.transactions import Transaction, TransactionStatus
 HISTORY_DAYS = 90
 
 
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+def asyncpg_connect_args(sqlalchemy_url: str) -> dict[str, Any]:
+    """asyncpg.connect's arguments for the SQLAlchemy URL, read as the
+    engine's own dialect reads it (a Unix socket as ``?host=/run/...``,
+    percent-encoded or not, several hosts, a password with ``@``)."""
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+    from sqlalchemy.engine import make_url
+
+    _, params = dialect().create_connect_args(make_url(sqlalchemy_url))
+    accepted = inspect.signature(asyncpg.connect).parameters
+    return {k: v for k, v in params.items() if k in accepted}
 
 
 async def _init(conn: asyncpg.Connection) -> None:
@@ -68,10 +77,11 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(sqlalchemy_url: str, *, size: int) -> asyncpg.Pool:
-    return await asyncpg.create_pool(asyncpg_dsn(sqlalchemy_url), min_size=1, max_size=size, init=_init,
-                                     reset=_no_reset, server_settings={
-                                         "timezone": "UTC", "jit": "off", "plan_cache_mode": "force_generic_plan",
-                                         "standard_conforming_strings": "on"})
+    args = asyncpg_connect_args(sqlalchemy_url)
+    settings = {**(args.pop("server_settings", None) or {}), "timezone": "UTC", "jit": "off",
+                "plan_cache_mode": "force_generic_plan", "standard_conforming_strings": "on"}
+    return await asyncpg.create_pool(**args, min_size=1, max_size=size, init=_init, reset=_no_reset,
+                                     server_settings=settings)
 
 
 def _set(v: Any) -> frozenset[Any] | None:
