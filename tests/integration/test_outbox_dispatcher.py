@@ -331,3 +331,87 @@ async def test_delivery_over_real_redis(app: Any, api: Api, owner: tuple[str, st
         await subscriber.disconnect()
         await publisher.disconnect()
         await probe.aclose()
+
+
+@pytest.mark.redis
+async def test_a_batch_goes_to_redis_in_one_pipeline_in_seq_order(app: Any, api: Api,
+                                                                    owner: tuple[str, str]) -> None:
+    token, business_id = owner
+    channel = business_channel(raw(business_id))
+    publisher, subscriber = Broadcast(TEST_REDIS_URL), Broadcast(TEST_REDIS_URL)
+    await publisher.connect()
+    await subscriber.connect()
+    one_by_one: list[str] = []
+    direct = publisher._backend._conn.publish  # type: ignore[attr-defined]
+
+    async def counting(channel: str, message: Any) -> Any:
+        one_by_one.append(channel)
+        return await direct(channel, message)
+
+    publisher._backend._conn.publish = counting  # type: ignore[attr-defined]
+    try:
+        dispatcher = OutboxDispatcher(app.state.services.engine, publisher)
+        await drain(dispatcher)
+        one_by_one.clear()  # (a batch of one goes as a plain PUBLISH)
+        async with listening(subscriber, channel) as listener:
+            import redis.asyncio as aioredis
+
+            probe = aioredis.from_url(TEST_REDIS_URL)
+            try:
+                deadline = time.monotonic() + 5
+                while (await probe.pubsub_numsub(channel))[0][1] < 1:
+                    assert time.monotonic() < deadline, "SUBSCRIBE never reached Redis"
+                    await asyncio.sleep(0.01)
+            finally:
+                await probe.aclose()
+            for amount in ("1.00", "2.00", "3.00", "4.00"):
+                await fund(api, token, business_id, amount)
+            assert await dispatcher.run_once() >= 4  # one batch
+            await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 4)
+            created = listener.of_type("transaction.created")
+            assert [m.payload["amount"] for m in created] == ["1.00", "2.00", "3.00", "4.00"]
+            assert [m.seq for m in listener.messages] == sorted(m.seq for m in listener.messages)
+            assert one_by_one == []  # the batch went as a pipeline
+    finally:
+        await subscriber.disconnect()
+        await publisher.disconnect()
+
+
+@pytest.mark.postgres
+async def test_a_dispatcher_finding_another_leading_stands_by_then_takes_over(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    """While another process holds the dispatch lock, a dispatcher tries again only every
+    FOLLOWER_INTERVAL (not on each commit its probe sees); when the lock is free it
+    publishes what waited."""
+    from veix.events.dispatcher import DISPATCH_LOCK_KEY, FOLLOWER_INTERVAL
+
+    token, business_id = owner
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+    dispatcher = OutboxDispatcher(engine, broadcast, interval=3600)
+    runs = 0
+    run_once = dispatcher.run_once
+
+    async def counted() -> int:
+        nonlocal runs
+        runs += 1
+        return await run_once()
+
+    dispatcher.run_once = counted  # type: ignore[method-assign]
+    async with listening(broadcast, business_channel(raw(business_id))) as listener:
+        async with engine.connect() as leader:
+            await leader.begin()
+            await leader.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DISPATCH_LOCK_KEY})
+            async with running(dispatcher):
+                started = time.monotonic()
+                for i in range(10):  # commits the probe sees
+                    await fund(api, token, business_id, f"{i + 1}.00")
+                    await asyncio.sleep(0.05)
+                elapsed = time.monotonic() - started
+                assert dispatcher.following
+                assert runs <= 2 + elapsed / FOLLOWER_INTERVAL, (runs, elapsed)  # not one per commit
+                assert listener.messages == []
+                await leader.rollback()  # the other "process" stops leading
+                await listener.wait_for(lambda: len(listener.of_type("transaction.created")) == 10,
+                                        within=15)
+                assert not dispatcher.following
