@@ -8,10 +8,12 @@ the first body part and both go in one write. Nothing else changes: uvicorn
 still formats and checks the head, handles keep-alive, flow control and
 pipelining; a response whose body never comes is closed as before.
 
-``veix serve`` passes this class to uvicorn (``http=``); it relies on
-uvicorn's ``HttpToolsProtocol._start_asgi_task`` and ``RequestResponseCycle``
-(uvicorn is pinned below 1.0 in pyproject.toml; tests/integration cover it
-through a real ``veix serve``).
+``veix serve`` passes this class to uvicorn (``http=``). It relies on two of
+uvicorn's internals, ``HttpToolsProtocol._start_asgi_task`` and
+``RequestResponseCycle.send`` writing through ``self.transport``;
+tests/integration/test_http_server.py checks both against the installed
+uvicorn (one write per small response; streams, empty bodies, HEAD, a response
+broken after its head), and the multi-process tests run real ``veix serve``.
 """
 
 from __future__ import annotations
