@@ -415,3 +415,37 @@ async def test_a_dispatcher_finding_another_leading_stands_by_then_takes_over(
                 await listener.wait_for(lambda: len(listener.of_type("transaction.created")) == 10,
                                         within=15)
                 assert not dispatcher.following
+
+
+@pytest.mark.postgres
+async def test_a_writer_with_a_higher_id_than_every_finished_one_still_holds_the_horizon(app: Any) -> None:
+    """Transactions have ids above the latest *finished* one (a snapshot's xmax) while they
+    run: X (an id, no row), Y (seq L) and W (seq L + 1) all open, none finished since. W
+    commits first; W's row must still wait for Y's, which commits after it: published in
+    seq order, nothing while a writer that may hold a lower seq runs."""
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+    business = uuid.uuid4()
+    dispatcher = OutboxDispatcher(engine, broadcast, interval=3600, probing=False)
+
+    def row(event_type: str) -> dict[str, Any]:
+        return {"id": uuid.uuid4(), "business_id": business, "event_type": event_type,
+                "payload": {}, "created_at": datetime.now(UTC)}
+
+    async with listening(broadcast, business_channel(business)) as listener:
+        async with engine.connect() as x, engine.connect() as y, engine.connect() as w:
+            for conn in (x, y, w):
+                await conn.begin()
+                await conn.execute(text("SELECT pg_current_xact_id()"))  # ids X < Y < W, none finished
+            await y.execute(insert(outbox).values(**row("first")))   # seq L
+            await w.execute(insert(outbox).values(**row("second")))  # seq L + 1
+            await dispatcher.run_once()
+            await w.commit()
+            for _ in range(3):
+                await dispatcher.run_once()
+            await asyncio.sleep(0.05)
+            assert listener.messages == []  # "second" is visible, but "first" may still come
+            await x.rollback()
+            await y.commit()
+        await listener.wait_for(lambda: len(listener.messages) >= 2, drive=dispatcher.run_once)
+    assert [m.type for m in listener.messages] == ["first", "second"]

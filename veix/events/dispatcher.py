@@ -12,14 +12,18 @@ On PostgreSQL ``seq`` comes from a sequence at INSERT, not at COMMIT: a
 transaction holding seq 10 may commit after one holding seq 11. Publishing 11
 as soon as it is visible would put 10 behind it. The dispatcher therefore only
 publishes rows at or below a *safe horizon*: it reads the sequence's last value
-``L`` and then a snapshot ``S``; every seq <= L was taken by a transaction whose
-id is below ``xmax(S)`` (the outbox row is inserted after the transaction's
-other writes, which assigned its id), so once ``pg_snapshot_xmin`` of a later
-snapshot reaches ``xmax(S)`` all of them have committed or aborted and
-everything <= L that will ever exist is visible. When no write transaction is
-in flight the horizon is safe at once; otherwise it becomes safe on a later
-poll, a few milliseconds on. A long-running write transaction elsewhere delays
-publication (never loses or reorders it). Consequence used by
+``L``, then takes a transaction id ``D`` of its own; every seq <= L was taken by
+a transaction that already had an id (the outbox row is inserted after the
+transaction's other writes, which assigned it), and ids are handed out in
+order, so every such id is below ``D``. Once ``pg_snapshot_xmin`` of a later
+snapshot reaches ``D`` all of them have committed or aborted and everything
+<= L that will ever exist is visible. (``pg_snapshot_xmax`` of a snapshot is
+not such a bound: it is one past the latest *completed* id, so a transaction
+still running with a higher id sits above it; the horizon once used it and
+published past a running writer.) The horizon becomes safe on the next run,
+a few milliseconds on, or later while a write transaction is in flight. A
+long-running write transaction elsewhere delays publication (never loses or
+reorders it). Consequence used by
 :func:`veix.events.channels.replay`: the dispatched rows are a gap-free prefix
 of the outbox.
 
@@ -106,7 +110,7 @@ class OutboxDispatcher:
         # The probe connection is a plain asyncpg one; other drivers only poll.
         self.probing = probing and self._postgres and engine.dialect.driver == "asyncpg"
         self._sequence: str | None = None
-        # PostgreSQL safe horizon: (xmax of a snapshot, sequence value read before it), oldest first.
+        # PostgreSQL safe horizon: (an id of ours taken after reading the sequence, the value read), oldest first.
         self._pending: deque[tuple[int, int]] = deque()
         self._safe_seq = 0
         self._wake = asyncio.Event()
@@ -151,17 +155,17 @@ class OutboxDispatcher:
         if self._sequence is None:
             self._sequence = (await conn.execute(
                 text("SELECT pg_get_serial_sequence('outbox', 'seq')"))).scalar_one()
-        # The sequence first, the snapshot second (separate statements): every seq <= last
-        # belongs to a transaction whose id is below the snapshot's xmax.
+        # The sequence first, then an id of our own (separate statements): every seq <= last
+        # belongs to a transaction whose id is below ours (see the module docstring).
         value = (await conn.execute(text("SELECT pg_sequence_last_value(CAST(:s AS regclass))"),
                                     {"s": self._sequence})).scalar_one()
         last = 0 if value is None else int(value)  # NULL: no value handed out yet
         snap = (await conn.execute(text(
-            "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_snapshot_xmax(s)::text::bigint AS xmax "
+            "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_current_xact_id()::text::bigint AS bound "
             "FROM pg_current_snapshot() AS s"))).one()
-        xmin, xmax = int(snap.xmin), int(snap.xmax)
+        xmin, bound = int(snap.xmin), int(snap.bound)
         if last > self._safe_seq and (not self._pending or self._pending[-1][1] < last):
-            self._pending.append((xmax, last))
+            self._pending.append((bound, last))
         while self._pending and self._pending[0][0] <= xmin:
             self._safe_seq = max(self._safe_seq, self._pending.popleft()[1])
 
