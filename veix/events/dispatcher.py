@@ -160,12 +160,16 @@ class OutboxDispatcher:
         value = (await conn.execute(text("SELECT pg_sequence_last_value(CAST(:s AS regclass))"),
                                     {"s": self._sequence})).scalar_one()
         last = 0 if value is None else int(value)  # NULL: no value handed out yet
+        moved = last > self._safe_seq and (not self._pending or self._pending[-1][1] < last)
+        if not moved and not self._pending:
+            return  # nothing new, nothing waiting: no snapshot, no id (an idle poll writes nothing)
         snap = (await conn.execute(text(
             "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_current_xact_id()::text::bigint AS bound "
-            "FROM pg_current_snapshot() AS s"))).one()
-        xmin, bound = int(snap.xmin), int(snap.bound)
-        if last > self._safe_seq and (not self._pending or self._pending[-1][1] < last):
-            self._pending.append((bound, last))
+            "FROM pg_current_snapshot() AS s" if moved else
+            "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin FROM pg_current_snapshot() AS s"))).one()
+        xmin = int(snap.xmin)
+        if moved:
+            self._pending.append((int(snap.bound), last))
         while self._pending and self._pending[0][0] <= xmin:
             self._safe_seq = max(self._safe_seq, self._pending.popleft()[1])
 
