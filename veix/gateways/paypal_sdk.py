@@ -72,6 +72,12 @@ class StatusRecorder(HttpCallBack):  # type: ignore[misc]
         self._local.status = http_response.status_code
 
 
+def _json_response() -> Any:
+    """How the SDK's own controllers read a PayPal answer: JSON, as an ApiResponse, errors as ErrorException."""
+    return (ResponseHandler().deserializer(APIHelper.json_deserialize).is_api_response(True)
+            .local_error("default", "The error response.", ErrorException))
+
+
 class NotificationsController(BaseController):  # type: ignore[misc]
     """``POST /v1/notifications/verify-webhook-signature``, which the SDK has no controller for."""
 
@@ -86,12 +92,7 @@ class NotificationsController(BaseController):  # type: ignore[misc]
             .body_param(Parameter().value(body))
             .body_serializer(lambda value: value)
             .auth(Single("Oauth2")),
-        ).response(
-            ResponseHandler()
-            .deserializer(APIHelper.json_deserialize)
-            .is_api_response(True)
-            .local_error("default", "The error response.", ErrorException),
-        ).execute()
+        ).response(_json_response()).execute()
 
 
 class DisputesController(BaseController):  # type: ignore[misc]
@@ -109,12 +110,7 @@ class DisputesController(BaseController):  # type: ignore[misc]
                              .default_content_type("application/json"))
             .header_param(Parameter().key("accept").value("application/json"))
             .auth(Single("Oauth2")),
-        ).response(
-            ResponseHandler()
-            .deserializer(APIHelper.json_deserialize)
-            .is_api_response(True)
-            .local_error("default", "The error response.", ErrorException),
-        ).execute()
+        ).response(_json_response()).execute()
 
 
 def dispute_evidences(evidence: Mapping[str, Any]) -> list[dict[str, Any]]:

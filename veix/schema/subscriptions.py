@@ -4,6 +4,7 @@ legacy ``graphql-ws`` (see veix.resolvers.subscriptions for the stream)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -180,7 +181,6 @@ class Subscription:
         after: str | None = None,
     ) -> AsyncGenerator[CardTransactionEvent, None]:
         ctx = info.context
-        stream: AsyncGenerator[EventMessage, None] | None = None
         try:
             bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
             scope = await rc.cardholder_scope(ctx, bid)
@@ -210,22 +210,16 @@ class Subscription:
                 assert ids is not None
                 return await _card_transaction_event(ctx, bid, msg, ids[0])
 
-            stream = rs.event_stream(ctx, bid, after, recheck=check,
-                                     prepare=_preparation(key, _card_transaction_wanted, build))
-            async for msg in stream:
-                if not msg.type.startswith("card_transaction."):
-                    continue
+            async def admit(msg: EventMessage) -> bool:
                 ids = _card_ids(msg)
-                if ids is None or (only_card is not None and ids[1] != only_card):
-                    continue
-                if not await mine(ids[1]):
-                    continue
-                event = await rs.once_per_event(msg, key, functools.partial(build, msg))
-                if event is not None:
+                assert ids is not None  # (_card_transaction_wanted)
+                return (only_card is None or ids[1] == only_card) and await mine(ids[1])
+
+            async with contextlib.aclosing(_stream(ctx, bid, after, check, key, _card_transaction_wanted, build,
+                                                   admit)) as events:
+                async for event in events:
                     yield event
         finally:
-            if stream is not None:  # unsubscribe now, not when the collector finds it
-                await stream.aclose()
             await rs.release(ctx)  # the checks or the last event may hold a connection
 
     @strawberry.subscription(description="Fraud alerts of the business's cards as the risk engine "
@@ -254,22 +248,33 @@ async def _events(ctx: Context, business_id: strawberry.ID, after: str | None, p
                   make: Callable[[Context, uuid.UUID, EventMessage], Awaitable[Any]]) -> AsyncGenerator[Any, None]:
     """The stream of a subscription that needs ``permissions`` and yields ``make(...)`` for every
     event ``wanted`` picks (built once per event for every subscriber of this process)."""
-    stream: AsyncGenerator[EventMessage, None] | None = None
     try:
         bid = from_global_id(business_id, "Business", field=BUSINESS_ID)
         for permission in permissions:
             await ctx.require(bid, permission, field=BUSINESS_ID)
-        key = (name, bid)
         build = functools.partial(make, ctx, bid)
-        stream = rs.event_stream(ctx, bid, after, recheck=rs.access_check(ctx, bid, permissions),
-                                 prepare=_preparation(key, wanted, build))
+        async with contextlib.aclosing(_stream(ctx, bid, after, rs.access_check(ctx, bid, permissions),
+                                               (name, bid), wanted, build)) as events:
+            async for event in events:
+                yield event
+    finally:
+        await rs.release(ctx)  # the checks or the last event may hold a connection
+
+
+async def _stream(ctx: Context, bid: uuid.UUID, after: str | None, recheck: Callable[..., Awaitable[None]],
+                  key: tuple[str, uuid.UUID],
+                  wanted: Callable[[EventMessage], bool], build: Callable[[EventMessage], Awaitable[Any]],
+                  admit: Callable[[EventMessage], Awaitable[bool]] | None = None) -> AsyncGenerator[Any, None]:
+    """The events of a subscription: every message ``wanted`` picks (and ``admit``, a
+    per-subscriber check, lets through) as ``build`` makes it, once per event for every
+    subscriber of this process sharing ``key``."""
+    stream = rs.event_stream(ctx, bid, after, recheck=recheck, prepare=_preparation(key, wanted, build))
+    try:
         async for msg in stream:
-            if not wanted(msg):
+            if not wanted(msg) or (admit is not None and not await admit(msg)):
                 continue
             event = await rs.once_per_event(msg, key, functools.partial(build, msg))
             if event is not None:
                 yield event
     finally:
-        if stream is not None:  # unsubscribe now, not when the collector finds it
-            await stream.aclose()
-        await rs.release(ctx)  # the checks or the last event may hold a connection
+        await stream.aclose()  # unsubscribe now, not when the collector finds it
