@@ -328,18 +328,20 @@ JOB_MESSAGES = {
     "idempotency": "purged {} expired idempotency key(s)",
     "holds": "released {} expired card hold(s)",
     "cards": "expired {} card(s) past their expiry date",
+    "risk": "pruned {} risk history row(s) past the 90-day window",
 }
 
 
 def background_jobs(engine: AsyncEngine, batch: int) -> dict[str, Job]:
     """The worker's jobs by name; each takes the current time and returns how many items it handled."""
-    from veix.persistence.jobs import expire_cards, expire_holds
+    from veix.persistence.jobs import expire_cards, expire_holds, prune_risk_history
 
     return {
         "idempotency": lambda now: purge_expired_idempotency_keys(engine, now),
         "holds": lambda now: expire_holds(engine, now, batch),
         # Card expiry dates are compared with the UTC day, as the authorization path does.
         "cards": lambda now: expire_cards(engine, now.astimezone(UTC).date(), now=now, batch=batch),
+        "risk": lambda now: prune_risk_history(engine, now, batch),
     }
 
 
@@ -388,7 +390,7 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         log.info("payments upkeep started (late gateway events%s)",
                  ", crypto deposits" if "crypto" in {g.value for g in gateways} else "")
         log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
-                 "card holds and expiring cards", interval)
+                 "card holds, expiring cards and pruning the risk history", interval)
         while not stop.is_set():
             for name, job in jobs.items():
                 if stop.is_set():

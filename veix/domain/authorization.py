@@ -25,6 +25,7 @@ def money_text(amount: Decimal, currency: str) -> str:
 
 
 KINDS = frozenset({"purchase", "incremental", "refund_credit", "balance_inquiry"})
+RISK_HISTORY_KINDS = ("purchase", "incremental")
 
 
 class AuthorizationStatus(str, Enum):
@@ -99,6 +100,17 @@ class StoredAuth:
     @property
     def approved(self) -> bool:
         return self.response_code == "00"
+
+    @property
+    def merchant_key(self) -> str:
+        """As AuthRequest.merchant_key: the merchant as the risk history knows it."""
+        return (self.merchant_id or self.merchant_name or "").strip().lower()
+
+    @property
+    def in_risk_history(self) -> bool:
+        """An approved purchase or incremental authorization: what the risk
+        scorer's history of the card counts (veix.domain.services.authorize.CardHistory)."""
+        return self.response_code == "00" and self.kind in RISK_HISTORY_KINDS
 
 
 @dataclass(frozen=True, slots=True)

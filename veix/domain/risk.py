@@ -107,7 +107,12 @@ class RiskFeatures:
 
     Amounts are in the card's currency (the authorization amount after
     conversion). The velocity windows and the 90-day history cover the
-    card's *approved* authorizations *before* this one.
+    card's *approved* purchases and incremental authorizations *before* this
+    one, each with the amount its own decision approved (an increment is not
+    counted again in its original). The velocity windows are exact; the
+    history counts whole UTC days (today and the 90 before: the stores keep
+    it per day, see veix.domain.services.authorize.history_window), the
+    merchant seen before the exact last 90 days.
     """
 
     amount: Decimal

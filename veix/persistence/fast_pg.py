@@ -16,7 +16,7 @@ sides of the socket), so a decision takes four:
    several statements in one message; the lock statement is PREPAREd once per
    server connection and gets its key as a quoted literal);
 2. the card with every feature the decision reads (spend counters, balances,
-   risk history), in a new statement, so after the lock: a fresh snapshot that
+   risk history: bounded reads, see _HISTORY_SQL), in a new statement, so after the lock: a fresh snapshot that
    sees every decision on this card committed before ours;
 3. every write in one statement (data-modifying CTEs), the balance-checking
    debit first: a refused debit fails the statement (DebitRefused);
@@ -33,7 +33,7 @@ import inspect
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -47,10 +47,8 @@ from veix.domain.errors import InsufficientFunds
 from veix.domain.events import DomainEvent
 from veix.domain.ledger import JournalEntry
 from veix.domain.risk import RiskAssessment
-from veix.domain.services.authorize import AuthCard, CardHistory, periods
+from veix.domain.services.authorize import AuthCard, CardHistory, history_window, periods
 from veix.domain.transactions import Transaction, TransactionStatus
-
-HISTORY_DAYS = 90
 
 
 def asyncpg_connect_args(sqlalchemy_url: str) -> dict[str, Any]:
@@ -140,17 +138,28 @@ JOIN businesses b ON b.id = c.business_id
 WHERE {where}
 """
 
-# The history aggregates of features(): approved purchases (and increments) of the card.
-_HISTORY_SQL = """SELECT count(*) FILTER (WHERE created_at >= $3) AS c10,
-                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $3), 0) AS a10,
-                      count(*) FILTER (WHERE created_at >= $4) AS c1h,
-                      coalesce(sum(billing_amount) FILTER (WHERE created_at >= $4), 0) AS a1h,
-                      count(*) AS n, coalesce(avg(billing_amount), 0) AS mean,
-                      coalesce(max(billing_amount), 0) AS mx,
-                      coalesce(bool_or(lower(btrim(coalesce(merchant_id, merchant_name, ''))) = $5), false) AS seen
-                     FROM card_transactions
-                     WHERE card_id = {card} AND response_code = '00' AND kind IN ('purchase', 'incremental')
-                       AND created_at >= $2"""
+# The risk history of features() (CardHistory): the velocity windows from the
+# last hour's approved purchases (index on card_id, created_at; an approved
+# increment also grows its original's billing_amount, so it is summed only
+# when its original is outside the window: see SqlAuthorizationStore.history), the history
+# from the per-UTC-day aggregates since the day of $2 (at most 91 rows) and the
+# merchant set: bounded reads whatever the card's past (tables.card_risk_days).
+_HISTORY_SQL = """SELECT v.c10, v.a10, v.c1h, v.a1h, d.n, d.total, d.mx,
+                      EXISTS (SELECT 1 FROM card_merchants m WHERE m.card_id = {card} AND m.merchant_key = $5
+                              AND m.last_seen_at >= $2) AS seen
+                     FROM (SELECT count(*) FILTER (WHERE t.created_at >= $3) AS c10,
+                                  coalesce(sum(t.billing_amount) FILTER (
+                                      WHERE t.created_at >= $3 AND (p.id IS NULL OR p.created_at < $3)), 0) AS a10,
+                                  count(*) AS c1h,
+                                  coalesce(sum(t.billing_amount) FILTER (
+                                      WHERE p.id IS NULL OR p.created_at < $4), 0) AS a1h
+                           FROM card_transactions t LEFT JOIN card_transactions p ON p.id = t.parent_id
+                           WHERE t.card_id = {card} AND t.created_at >= $4 AND t.response_code = '00'
+                             AND t.kind IN ('purchase', 'incremental')) v,
+                          (SELECT coalesce(sum(count), 0)::int AS n, coalesce(sum(amount), 0) AS total,
+                                  coalesce(max(max_amount), 0) AS mx
+                           FROM card_risk_days WHERE card_id = {card}
+                             AND day >= ($2::timestamptz AT TIME ZONE 'UTC')::date) d"""
 
 # The card (locked before this statement runs, so it sees every decision
 # committed before ours) with everything the decision reads: the spend
@@ -211,8 +220,8 @@ class _Features:
 def _history(r: asyncpg.Record) -> CardHistory:
     return CardHistory(
         count_10m=r["c10"], amount_10m=r["a10"], count_1h=r["c1h"], amount_1h=r["a1h"],
-        history_count=r["n"], history_mean=Decimal(r["mean"]).quantize(Decimal("0.000001")),
-        history_max=r["mx"], seen_merchant=r["seen"])
+        history_count=r["n"], history_mean=CardHistory.mean(r["total"], r["n"]), history_max=r["mx"],
+        seen_merchant=r["seen"])
 
 
 # Statements PREPAREd (SQL level) per server connection, by server process id:
@@ -383,9 +392,9 @@ class PgAuthorizationStore:
         if pre is None:
             r = await self.conn.fetchrow(_CARD_SQL.format(where=where), key)
         else:
-            r = await self.conn.fetchrow(_CARD_FEATURES_SQL.format(where=where), key, pre.now - timedelta(
-                days=HISTORY_DAYS), pre.now - timedelta(minutes=10), pre.now - timedelta(hours=1), pre.merchant_key,
-                pre.periods)
+            r = await self.conn.fetchrow(_CARD_FEATURES_SQL.format(where=where), key, history_window(pre.now)[1],
+                                         pre.now - timedelta(minutes=10), pre.now - timedelta(hours=1),
+                                         pre.merchant_key, pre.periods)
         if r is None:
             return None
         card = Card(
@@ -446,7 +455,7 @@ class PgAuthorizationStore:
                       (SELECT balance FROM ledger_accounts WHERE code = $7) AS balance,
                       h.*
                FROM (""" + _HISTORY_SQL.format(card="$1") + ") h",
-            card_id, now - timedelta(days=HISTORY_DAYS), now - timedelta(minutes=10),
+            card_id, history_window(now)[1], now - timedelta(minutes=10),
             now - timedelta(hours=1), merchant_key, periods, account_code)
         assert r is not None
         spend = {k: Decimal(v) for k, v in (r["spend"] or {}).items()}
@@ -687,6 +696,30 @@ class PgAuthorizationUnitOfWork:
                 f"po{i} AS (INSERT INTO postings (id, entry_id, account_id, amount, currency, pending, created_at) "
                 f"SELECT gen_random_uuid(), {arg(e.id)}, {lookup}, p.amount, p.currency, false, {arg(e.occurred_at)} "
                 f"FROM (VALUES {lines}) AS p(code, amount, currency))")
+        history = [a for a, _ in self.deferred_rows if a.in_risk_history]
+        if history:
+            days: dict[tuple[uuid.UUID, date], tuple[int, Decimal, Decimal]] = {}
+            merchants: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
+            for a in history:
+                key = (a.card_id, a.created_at.astimezone(UTC).date())
+                n, total, top = days.get(key, (0, Decimal(0), a.billing_amount))
+                days[key] = (n + 1, total + a.billing_amount, max(top, a.billing_amount))
+                mkey = (a.card_id, a.merchant_key)
+                first, last = merchants.get(mkey, (a.created_at, a.created_at))
+                merchants[mkey] = (min(first, a.created_at), max(last, a.created_at))
+            rows = ", ".join(f"({arg(card_id)}, {arg(day)}, {arg(n)}, {arg(total)}, {arg(top)})"
+                             for (card_id, day), (n, total, top) in days.items())
+            parts.append(
+                f"rd AS (INSERT INTO card_risk_days (card_id, day, count, amount, max_amount) VALUES {rows} "
+                "ON CONFLICT (card_id, day) DO UPDATE SET count = card_risk_days.count + EXCLUDED.count, "
+                "amount = card_risk_days.amount + EXCLUDED.amount, "
+                "max_amount = greatest(card_risk_days.max_amount, EXCLUDED.max_amount))")
+            rows = ", ".join(f"({arg(card_id)}, {arg(mkey)}, {arg(first)}, {arg(last)})"
+                             for (card_id, mkey), (first, last) in merchants.items())
+            parts.append(
+                "rm AS (INSERT INTO card_merchants (card_id, merchant_key, first_seen_at, last_seen_at) "
+                f"VALUES {rows} ON CONFLICT (card_id, merchant_key) DO UPDATE SET "
+                "last_seen_at = greatest(card_merchants.last_seen_at, EXCLUDED.last_seen_at))")
         if self.deferred_spend:
             rows = ", ".join(f"({arg(card_id)}, {arg(period)}, {arg(delta)})"
                              for (card_id, period), delta in self.deferred_spend.items())

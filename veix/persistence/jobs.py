@@ -1,4 +1,4 @@
-"""Background jobs: hold expiry, card expiry and vault key rotation.
+"""Background jobs: hold expiry, card expiry, risk history pruning and vault key rotation.
 
 Run by ``veix worker`` (every interval) and ``veix jobs run-once`` /
 ``veix vault rotate``. Each item is handled in its own short transaction
@@ -28,7 +28,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Float, Select, cast, select, update
+from sqlalchemy import Float, Select, cast, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from veix.domain.authorization import AuthorizationStatus
@@ -37,10 +37,11 @@ from veix.domain.errors import VeixError
 from veix.domain.events import utcnow
 from veix.domain.services import cards as card_svc
 from veix.domain.services import settlement
+from veix.domain.services.authorize import history_window
 from veix.persistence.engine import WRITE
 from veix.persistence.repositories.authorizations import auth_from_row
 from veix.persistence.repositories.cards import card_from_row
-from veix.persistence.tables import card_transactions, users, virtual_cards
+from veix.persistence.tables import card_merchants, card_risk_days, card_transactions, users, virtual_cards
 from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.security.card_vault import VaultCardStore
 from veix.security.vault import VaultError
@@ -152,6 +153,39 @@ async def _expire_card(engine: AsyncEngine, card_id: uuid.UUID, today: date, now
                                      action="card.expire")
         await uow.commit()
     return True
+
+
+# ------------------------------------------------------------------ risk history
+async def prune_risk_history(engine: AsyncEngine, now: datetime, batch: int = DEFAULT_BATCH) -> int:
+    """Delete what left the risk history's window (history_window): the day
+    aggregates of days before its first day and, when some were deleted (about
+    once a UTC day: the day that just left), the merchants not seen since its
+    start. Reads filter by the window anyway, so this only bounds the tables'
+    size; the merchant set is scanned at most once per day that left.
+
+    Returns how many rows were deleted.
+    """
+    first_day, since = history_window(now)
+    rd, cm = card_risk_days, card_merchants
+    days = await _delete_in_batches(engine, rd, (rd.c.card_id, rd.c.day), rd.c.day < first_day, batch)
+    if not days:
+        return 0
+    return days + await _delete_in_batches(engine, cm, (cm.c.card_id, cm.c.merchant_key),
+                                           cm.c.last_seen_at < since, batch)
+
+
+async def _delete_in_batches(engine: AsyncEngine, table: Any, key: tuple[Any, ...], due: Any, batch: int) -> int:
+    done = 0
+    while True:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**WRITE)
+            async with conn.begin():
+                chosen = select(*key).where(due).limit(batch)
+                result = await conn.execute(delete(table).where(tuple_(*key).in_(chosen)))
+        deleted = int(result.rowcount or 0)
+        done += deleted
+        if deleted < batch:
+            return done
 
 
 # ------------------------------------------------------------------ vault rotation

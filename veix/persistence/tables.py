@@ -268,6 +268,33 @@ card_spend = Table(
     Column("amount", MoneyType, nullable=False),
 )
 
+# The risk scorer's history of a card (veix.domain.risk), kept in the
+# authorization transaction so a decision reads a bounded number of rows
+# whatever the card's past: per UTC day, its approved purchases and
+# incremental authorizations (count, billing-currency total, largest one), and
+# the merchants it was approved at (the authorization's merchant key, as
+# AuthRequest.merchant_key). Written when an approved row is inserted into
+# card_transactions, never changed by what happens to it later (a reversal
+# does not make a purchase unseen). Rows past the risk window are deleted by
+# the worker's "risk" job.
+card_risk_days = Table(
+    "card_risk_days", metadata,
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("amount", MoneyType, nullable=False),
+    Column("max_amount", MoneyType, nullable=False),
+    Index("ix_card_risk_days_day", "day"),  # the worker's pruning
+)
+
+card_merchants = Table(
+    "card_merchants", metadata,
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),
+    Column("merchant_key", String(200), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
 # Answers to signed network requests, by webhook-id: a repeat gets the original.
 network_messages = Table(
     "network_messages", metadata,

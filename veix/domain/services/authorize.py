@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -44,8 +44,28 @@ class AuthCard:
     business_country: str
 
 
+# The risk history's window: the card's approved purchases of the last
+# HISTORY_DAYS days, counted in whole UTC days (history_window).
+HISTORY_DAYS = 90
+MEAN_PLACES = Decimal("0.000001")
+
+
+def history_window(now: datetime) -> tuple[date, datetime]:
+    """The first UTC day the history's amounts cover, and the earliest moment a
+    merchant must have been seen at to count as seen: the stores keep the
+    amounts per UTC day (a read costs at most HISTORY_DAYS + 1 rows, whatever
+    the card's past), so the amounts' window starts at the beginning of the
+    day HISTORY_DAYS days ago, the merchants' at that exact moment."""
+    start = now.astimezone(UTC) - timedelta(days=HISTORY_DAYS)
+    return start.date(), start
+
+
 @dataclass(frozen=True, slots=True)
 class CardHistory:
+    """The card's approved purchases and incremental authorizations before
+    this one (StoredAuth.in_risk_history): in the last 10 minutes and hour,
+    over the history window, and whether one was at this merchant."""
+
     count_10m: int = 0
     amount_10m: Decimal = Decimal(0)
     count_1h: int = 0
@@ -54,6 +74,10 @@ class CardHistory:
     history_mean: Decimal = Decimal(0)
     history_max: Decimal = Decimal(0)
     seen_merchant: bool = False
+
+    @staticmethod
+    def mean(total: Decimal, count: int) -> Decimal:
+        return (total / count).quantize(MEAN_PLACES) if count else Decimal(0)
 
 
 class AuthorizationStore(Protocol):

@@ -2,30 +2,33 @@
 
 Few round trips on purpose: the card, its controls and its business come in
 one locked SELECT; spend counters for the day and month in one; the risk
-history in one aggregate. Money columns are summed in Python on SQLite (TEXT)
-and in SQL on PostgreSQL (NUMERIC).
+history from the last hour's rows, the per-day aggregates and the merchant set
+(bounded reads, whatever the card's past). Money columns are summed in Python
+on SQLite (TEXT) and in SQL on PostgreSQL (NUMERIC).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from veix.domain.authorization import AuthorizationStatus, StoredAuth
+from veix.domain.authorization import RISK_HISTORY_KINDS, AuthorizationStatus, StoredAuth
 from veix.domain.risk import RiskAssessment
-from veix.domain.services.authorize import AuthCard, CardHistory
+from veix.domain.services.authorize import AuthCard, CardHistory, history_window
 from veix.domain.transactions import Transaction, TransactionStatus
 from veix.persistence import mappers as m
 from veix.persistence.repositories.cards import card_from_row, controls_from_row
 from veix.persistence.tables import (
     businesses,
     card_controls,
+    card_merchants,
+    card_risk_days,
     card_spend,
     card_transactions,
     fraud_alerts,
@@ -33,8 +36,6 @@ from veix.persistence.tables import (
     transactions,
     virtual_cards,
 )
-
-HISTORY_DAYS = 90
 
 
 def auth_from_row(r: Row[Any]) -> StoredAuth:
@@ -144,25 +145,75 @@ class SqlAuthorizationStore:
                 index_elements=["card_id", "period"], set_={"amount": ins.excluded.amount}))
 
     async def history(self, card_id: uuid.UUID, now: datetime, merchant_key: str) -> CardHistory:
-        ct = card_transactions
-        approved = and_(ct.c.card_id == card_id, ct.c.response_code == "00",
-                        ct.c.kind.in_(("purchase", "incremental")),
-                        ct.c.created_at >= now - timedelta(days=HISTORY_DAYS))
-        rows = (await self.conn.execute(
-            select(ct.c.created_at, ct.c.billing_amount, ct.c.merchant_id, ct.c.merchant_name)
-            .where(approved).order_by(ct.c.created_at.desc()).limit(500))).all()
+        """The velocity windows from the last hour's card transactions, the
+        history from the per-day aggregates and the merchant set: a bounded
+        number of rows whatever the card's past (tables.card_risk_days)."""
+        ct, rd, cm = card_transactions, card_risk_days, card_merchants
+        first_day, since = history_window(now)
         ten, hour = now - timedelta(minutes=10), now - timedelta(hours=1)
-        amounts = [r.billing_amount for r in rows]
-        recent_1h = [r for r in rows if r.created_at >= hour]
-        recent_10m = [r for r in recent_1h if r.created_at >= ten]
-        seen = any((r.merchant_id or r.merchant_name or "").strip().lower() == merchant_key for r in rows)
-        count_1h = len(recent_1h)
+        recent = (await self.conn.execute(
+            select(ct.c.id, ct.c.created_at, ct.c.billing_amount, ct.c.parent_id).where(
+                ct.c.card_id == card_id, ct.c.created_at >= hour, ct.c.response_code == "00",
+                ct.c.kind.in_(RISK_HISTORY_KINDS)))).all()
+        recent_10m = [r for r in recent if r.created_at >= ten]
+        # An approved increment also grew its original's billing_amount: it
+        # adds to a window's amount only when the original is outside it.
+        started = {r.id: r.created_at for r in recent}
+
+        def amount(rows: list[Any], start: datetime) -> Decimal:
+            return sum((r.billing_amount for r in rows
+                        if r.parent_id not in started or started[r.parent_id] < start), Decimal(0))
+
+        days = (await self.conn.execute(select(rd.c.count, rd.c.amount, rd.c.max_amount).where(
+            rd.c.card_id == card_id, rd.c.day >= first_day))).all()
+        seen = (await self.conn.execute(select(cm.c.card_id).where(
+            cm.c.card_id == card_id, cm.c.merchant_key == merchant_key, cm.c.last_seen_at >= since))).first()
+        count = sum(d.count for d in days)
         return CardHistory(
-            count_10m=len(recent_10m), amount_10m=sum((r.billing_amount for r in recent_10m), Decimal(0)),
-            count_1h=count_1h, amount_1h=sum((r.billing_amount for r in recent_1h), Decimal(0)),
-            history_count=len(amounts),
-            history_mean=(sum(amounts, Decimal(0)) / len(amounts)) if amounts else Decimal(0),
-            history_max=max(amounts, default=Decimal(0)), seen_merchant=seen)
+            count_10m=len(recent_10m), amount_10m=amount(recent_10m, ten),
+            count_1h=len(recent), amount_1h=amount(list(recent), hour),
+            history_count=count, history_mean=CardHistory.mean(sum((d.amount for d in days), Decimal(0)), count),
+            history_max=max((d.max_amount for d in days), default=Decimal(0)), seen_merchant=seen is not None)
+
+    async def _add_to_history(self, auth: StoredAuth) -> None:
+        """Count an approved purchase in the card's risk history (its day's
+        aggregate and its merchant), in the decision's transaction."""
+        rd, cm = card_risk_days, card_merchants
+        day = auth.created_at.astimezone(UTC).date()
+        amount = auth.billing_amount
+        if self.pg:
+            ins = postgresql.insert(rd).values(card_id=auth.card_id, day=day, count=1, amount=amount,
+                                               max_amount=amount)
+            await self.conn.execute(ins.on_conflict_do_update(
+                index_elements=["card_id", "day"],
+                set_={"count": rd.c.count + 1, "amount": rd.c.amount + ins.excluded.amount,
+                      "max_amount": func.greatest(rd.c.max_amount, ins.excluded.max_amount)}))
+            mins = postgresql.insert(cm).values(card_id=auth.card_id, merchant_key=auth.merchant_key,
+                                                first_seen_at=auth.created_at, last_seen_at=auth.created_at)
+            await self.conn.execute(mins.on_conflict_do_update(
+                index_elements=["card_id", "merchant_key"],
+                set_={"last_seen_at": func.greatest(cm.c.last_seen_at, mins.excluded.last_seen_at)}))
+            return
+        # SQLite stores money as TEXT: add in Python (write transactions are serial).
+        row = (await self.conn.execute(select(rd.c.count, rd.c.amount, rd.c.max_amount).where(
+            rd.c.card_id == auth.card_id, rd.c.day == day))).first()
+        count, total, top = (row.count, row.amount, row.max_amount) if row else (0, Decimal(0), amount)
+        sins = sqlite.insert(rd).values(card_id=auth.card_id, day=day, count=count + 1, amount=total + amount,
+                                        max_amount=max(top, amount))
+        await self.conn.execute(sins.on_conflict_do_update(
+            index_elements=["card_id", "day"],
+            set_={"count": sins.excluded.count, "amount": sins.excluded.amount,
+                  "max_amount": sins.excluded.max_amount}))
+        seen = (await self.conn.execute(select(cm.c.last_seen_at).where(
+            cm.c.card_id == auth.card_id, cm.c.merchant_key == auth.merchant_key))).first()
+        if seen is None:
+            await self.conn.execute(cm.insert().values(
+                card_id=auth.card_id, merchant_key=auth.merchant_key, first_seen_at=auth.created_at,
+                last_seen_at=auth.created_at))
+        elif seen.last_seen_at < auth.created_at:
+            await self.conn.execute(update(cm).where(
+                cm.c.card_id == auth.card_id, cm.c.merchant_key == auth.merchant_key).values(
+                last_seen_at=auth.created_at))
 
     async def features(self, card_id: uuid.UUID, periods: list[str], now: datetime, merchant_key: str,
                        account_code: str) -> tuple[dict[str, Decimal], CardHistory, Decimal]:
@@ -177,6 +228,8 @@ class SqlAuthorizationStore:
     async def insert(self, auth: StoredAuth, txn: Transaction) -> None:
         await self.conn.execute(transactions.insert().values(m.transaction_values(txn)))
         await self.conn.execute(card_transactions.insert().values(auth_values(auth)))
+        if auth.in_risk_history:
+            await self._add_to_history(auth)
 
     async def update(self, auth: StoredAuth, txn_status: TransactionStatus | None = None) -> None:
         values = auth_values(auth)
