@@ -108,12 +108,30 @@ async def test_transactions_filter_by_amount_range_pages_correctly(api, owner):
     for amount in ("5.00", "50.00", "60.00", "500.00"):
         await api.fund(token, business_id, amount, "EUR")
     query = ("query($id: ID!, $a: String){ business(id:$id){ transactions(first: 1, after: $a, "
-             "filter: {minAmount: \"10\", maxAmount: \"100.00\"}){ pageInfo{ hasNextPage endCursor } "
+             "filter: {minAmount: \"10\", maxAmount: \"100.00\"}){ totalCount pageInfo{ hasNextPage endCursor } "
              "edges{ node{ amount{ amount } } } } } }")
     first = (await api.ok(query, {"id": business_id}, token))["business"]["transactions"]
     assert [e["node"]["amount"]["amount"] for e in first["edges"]] == ["50.00"]
     assert first["pageInfo"]["hasNextPage"] is True
+    assert first["totalCount"] == 2  # what the filter selects over all pages, not the business's 4
     second = (await api.ok(query, {"id": business_id, "a": first["pageInfo"]["endCursor"]}, token))
     page = second["business"]["transactions"]
     assert [e["node"]["amount"]["amount"] for e in page["edges"]] == ["60.00"]
     assert page["pageInfo"]["hasNextPage"] is False
+    assert page["totalCount"] == 2
+
+
+async def test_transactions_total_count_follows_every_filter(api, owner):
+    token, business_id = owner
+    await api.fund(token, business_id, "5.00", "EUR")
+    await api.fund(token, business_id, "7.00", "USD")
+    query = ("query($id: ID!, $f: TransactionFilter){ business(id:$id){ transactions(first: 10, filter: $f){ "
+             "totalCount edges{ node{ amount{ currency } } } } } }")
+    cases = [
+        (None, 2), ({"currency": "USD"}, 1), ({"types": ["FUNDING"]}, 2), ({"types": ["PAYMENT"]}, 0),
+        ({"statuses": ["FAILED"]}, 0), ({"from": "2000-01-01T00:00:00Z", "to": "2000-01-02T00:00:00Z"}, 0),
+        ({"from": "2000-01-01T00:00:00Z"}, 2), ({"minAmount": "6"}, 1),
+    ]
+    for flt, count in cases:
+        page = (await api.ok(query, {"id": business_id, "f": flt}, token))["business"]["transactions"]
+        assert (page["totalCount"], len(page["edges"])) == (count, count), flt

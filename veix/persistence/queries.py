@@ -142,41 +142,52 @@ async def transactions_by_ids(
     return {r.id: m.transaction_from_row(r) for r in rows}
 
 
-async def transactions_page(
-    conn: AsyncConnection, business_id: uuid.UUID, first: int, after: Any,
-    types: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
-    since: Any = None, until: Any = None, currency: str | None = None,
-    min_amount: Decimal | None = None, max_amount: Decimal | None = None,
-) -> tuple[list[Transaction], bool]:
-    """Newest-last keyset page of one business's transactions with simple filters."""
-    stmt = select(transactions).where(transactions.c.business_id == business_id)
+def _transaction_filters(
+    conn: AsyncConnection, business_id: uuid.UUID, types: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None, since: Any = None, until: Any = None,
+    currency: str | None = None, min_amount: Decimal | None = None, max_amount: Decimal | None = None,
+) -> list[Any]:
+    """The WHERE conditions of a transactions page and of its count (the same set)."""
+    t = transactions
+    where: list[Any] = [t.c.business_id == business_id]
     if types:
-        stmt = stmt.where(transactions.c.type.in_(types))
+        where.append(t.c.type.in_(types))
     if statuses:
-        stmt = stmt.where(transactions.c.status.in_(statuses))
+        where.append(t.c.status.in_(statuses))
     if since is not None:
-        stmt = stmt.where(transactions.c.created_at >= since)
+        where.append(t.c.created_at >= since)
     if until is not None:
-        stmt = stmt.where(transactions.c.created_at < until)
+        where.append(t.c.created_at < until)
     if currency:
-        stmt = stmt.where(transactions.c.currency == currency)
+        where.append(t.c.currency == currency)
     if min_amount is not None or max_amount is not None:
         # PostgreSQL compares NUMERIC exactly; SQLite keeps money as TEXT, compared
         # as a number there (exact to about 15 significant digits).
-        amount = transactions.c.amount if conn.dialect.name == "postgresql" else \
-            cast(literal_column("transactions.amount"), Numeric)
+        pg = conn.dialect.name == "postgresql"
+        amount = t.c.amount if pg else cast(literal_column("transactions.amount"), Numeric)
         if min_amount is not None:
-            stmt = stmt.where(amount >= (min_amount if conn.dialect.name == "postgresql" else float(min_amount)))
+            where.append(amount >= (min_amount if pg else float(min_amount)))
         if max_amount is not None:
-            stmt = stmt.where(amount <= (max_amount if conn.dialect.name == "postgresql" else float(max_amount)))
+            where.append(amount <= (max_amount if pg else float(max_amount)))
+    return where
+
+
+async def transactions_page(
+    conn: AsyncConnection, business_id: uuid.UUID, first: int, after: Any, **filters: Any,
+) -> tuple[list[Transaction], bool]:
+    """Newest-last keyset page of one business's transactions with simple filters
+    (the keyword arguments of _transaction_filters)."""
+    stmt = select(transactions).where(*_transaction_filters(conn, business_id, **filters))
     stmt = _after(stmt, transactions.c.created_at, transactions.c.id, after)
     stmt = stmt.order_by(transactions.c.created_at, transactions.c.id).limit(first + 1)
     rows = [m.transaction_from_row(r) for r in await conn.execute(stmt)]
     return rows[:first], len(rows) > first
 
 
-async def count_transactions(conn: AsyncConnection, business_id: uuid.UUID) -> int:
-    stmt = select(func.count()).where(transactions.c.business_id == business_id)
+async def count_transactions(conn: AsyncConnection, business_id: uuid.UUID, **filters: Any) -> int:
+    """How many transactions the same filters select, over all pages."""
+    stmt = select(func.count()).select_from(transactions).where(
+        *_transaction_filters(conn, business_id, **filters))
     return int((await conn.execute(stmt)).scalar_one())
 
 

@@ -201,7 +201,7 @@ async def transactions_page(
         }
     items, has_next = await ctx.read(
         lambda c: q.transactions_page(c, business_id, args.first, args.after, **kwargs))
-    total = await ctx.read(lambda c: q.count_transactions(c, business_id))
+    total = await ctx.read(lambda c: q.count_transactions(c, business_id, **kwargs))
     return items, has_next, total
 
 

@@ -294,7 +294,8 @@ class TransactionEdge:
 class TransactionConnection:
     edges: list[TransactionEdge] = strawberry.field(description="The transactions of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination information.")
-    total_count: int = strawberry.field(description="Number of transactions of the business.")
+    total_count: int = strawberry.field(description="Number of transactions of the business that match "
+                                                    "the filter, over all pages.")
 
 
 @strawberry.input(description="Narrow a transaction list.")
