@@ -52,3 +52,18 @@ async def test_nested_businesses_query_runs_a_constant_number_of_statements(api,
     assert rows == 1 + 1 + 5 * 5
     assert len(large) == len(small), (small, large)
     assert len(large) <= 8, large
+
+
+async def test_transactions_are_counted_only_when_total_count_is_asked_for(api, app, owner):
+    token, business_id = owner
+    await api.fund(token, business_id, "10.00", "EUR")
+    engine = app.state.services.engine
+    page = "query($id: ID!){ business(id:$id){ transactions(first: 5){ edges{ node{ id } } %s } } }"
+    with count_statements(engine) as without:
+        await api.ok(page % "", {"id": business_id}, token)
+    with count_statements(engine) as with_total:
+        data = await api.ok(page % "totalCount", {"id": business_id}, token)
+    assert data["business"]["transactions"]["totalCount"] == 1
+    counts = [s for s in with_total if "count(" in s.lower()]
+    assert len(counts) == 1 and not [s for s in without if "count(" in s.lower()]
+    assert len(with_total) == len(without) + 1

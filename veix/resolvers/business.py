@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from veix.domain.api_keys import ApiKey
@@ -187,7 +188,8 @@ async def list_businesses(
 
 async def transactions_page(
     ctx: Context, business_id: uuid.UUID, first: int | None, after: str | None, flt: Any
-) -> tuple[list[Transaction], bool, int]:
+) -> tuple[list[Transaction], bool, Callable[[], Awaitable[int]]]:
+    """A page, whether more follow, and the filtered count (run when called)."""
     args = PageArgs.of(first, after)
     kwargs: dict[str, Any] = {}
     if flt is not None:
@@ -201,8 +203,12 @@ async def transactions_page(
         }
     items, has_next = await ctx.read(
         lambda c: q.transactions_page(c, business_id, args.first, args.after, **kwargs))
-    total = await ctx.read(lambda c: q.count_transactions(c, business_id, **kwargs))
-    return items, has_next, total
+
+    async def count() -> int:
+        total: int = await ctx.read(lambda c: q.count_transactions(c, business_id, **kwargs))
+        return total
+
+    return items, has_next, count
 
 
 async def _visible(ctx: Context, gid: str, type_name: str, fetch: Any, permission: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
@@ -294,8 +295,12 @@ class TransactionEdge:
 class TransactionConnection:
     edges: list[TransactionEdge] = strawberry.field(description="The transactions of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination information.")
-    total_count: int = strawberry.field(description="Number of transactions of the business that match "
-                                                    "the filter, over all pages.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Number of transactions of the business that match the filter, over all "
+                                  "pages (counted only when asked for).")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 @strawberry.input(description="Narrow a transaction list.")
@@ -406,7 +411,7 @@ class Business(Node):
 
         ctx = info.context
         await ctx.require(self.raw_id, "transactions:read", field=["transactions"])
-        items, has_next, total = await transactions_page(ctx, self.raw_id, first, after, filter)
+        items, has_next, count = await transactions_page(ctx, self.raw_id, first, after, filter)
         edges = [TransactionEdge(node=Transaction.of(t), cursor=Cursor(t.created_at, t.id).encode())
                  for t in items]
         return TransactionConnection(
@@ -414,7 +419,7 @@ class Business(Node):
             page_info=PageInfo(has_next_page=has_next, has_previous_page=after is not None,
                                start_cursor=edges[0].cursor if edges else None,
                                end_cursor=edges[-1].cursor if edges else None),
-            total_count=total,
+            count=count,
         )
 
 
