@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from tests.conftest import database_url, is_postgres
 from veix.app import create_app
 from veix.config import Settings
 from veix.persistence.engine import make_engine
+from veix.persistence.migrate import alembic_config
 from veix.persistence.verify import verify_ledger
 
 BUSINESS_INPUT = {
@@ -122,3 +124,38 @@ async def owner(api: Api) -> tuple[str, str]:
     """A fresh user owning a fresh business: (token, business id)."""
     token, _ = await api.sign_up("Owner")
     return token, await api.create_business(token)
+
+
+# ------------------------------------------------------------------ migrations
+@pytest.fixture
+async def scratch_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own: the test migrates it down and up."""
+    url = database_url()
+    if not is_postgres(url):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"veix_scratch_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    """Alembic upgrade (or downgrade) of the database at ``url`` to ``revision``."""
+    engine = make_engine(url)
+    cfg = alembic_config(url)
+
+    def run(connection: Any) -> None:
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    async with engine.connect() as conn:
+        await conn.run_sync(run)
+        await conn.commit()
+    await engine.dispose()

@@ -14,21 +14,17 @@ worker's pruning.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from tests.conftest import database_url, is_postgres
 from tests.integration import network_helpers
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, migrate_to
 from tests.integration.network_helpers import (
     Network,
     NetworkClient,
@@ -42,7 +38,6 @@ from veix.config import Settings
 from veix.domain.events import utcnow
 from veix.domain.services.authorize import CardHistory
 from veix.persistence.engine import make_engine
-from veix.persistence.migrate import alembic_config
 from veix.persistence.repositories.authorizations import SqlAuthorizationStore
 from veix.persistence.tables import card_merchants, card_risk_days, card_transactions
 
@@ -192,39 +187,6 @@ async def test_the_worker_prunes_what_left_the_window(api, app, network):
 
 
 # ------------------------------------------------------------------ migration 0006
-@pytest.fixture
-async def scratch_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A database of its own: the test migrates it down and up."""
-    url = database_url()
-    if not is_postgres(url):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    name = f"veix_scratch_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
-async def _migrate(url: str, revision: str, *, down: bool = False) -> None:
-    engine = make_engine(url)
-    cfg = alembic_config(url)
-
-    def run(connection: Any) -> None:
-        cfg.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-    async with engine.connect() as conn:
-        await conn.run_sync(run)
-        await conn.commit()
-    await engine.dispose()
-
-
 async def test_the_migration_fills_the_history_from_past_authorizations(scratch_url, tmp_path):
     settings = Settings(database_url=scratch_url, secrets_file=tmp_path / "secrets.json",
                         run_dispatcher=False).with_secrets()
@@ -236,8 +198,8 @@ async def test_the_migration_fills_the_history_from_past_authorizations(scratch_
         live = await kept(application.state.services.engine, card.raw_id)
     assert live.days and live.merchants
 
-    await _migrate(scratch_url, "0005", down=True)  # the tables are gone
-    await _migrate(scratch_url, "head")  # and filled again from card_transactions
+    await migrate_to(scratch_url, "0005", down=True)  # the tables are gone
+    await migrate_to(scratch_url, "head")  # and filled again from card_transactions
 
     engine = make_engine(scratch_url)
     try:
