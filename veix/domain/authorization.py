@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -26,6 +26,12 @@ def money_text(amount: Decimal, currency: str) -> str:
 
 KINDS = frozenset({"purchase", "incremental", "refund_credit", "balance_inquiry"})
 RISK_HISTORY_KINDS = ("purchase", "incremental")
+
+
+def merchant_key(merchant_id: str | None, merchant_name: str | None) -> str:
+    """A merchant as approvals, the risk history and pending approvals match it:
+    its network id, else its name, trimmed and lowercased."""
+    return (merchant_id or merchant_name or "").strip().lower()
 
 
 class AuthorizationStatus(str, Enum):
@@ -57,7 +63,7 @@ class AuthRequest:
 
     @property
     def merchant_key(self) -> str:
-        return (self.merchant_id or self.merchant_name).strip().lower()
+        return merchant_key(self.merchant_id, self.merchant_name)
 
 
 @dataclass(slots=True)
@@ -104,7 +110,12 @@ class StoredAuth:
     @property
     def merchant_key(self) -> str:
         """As AuthRequest.merchant_key: the merchant as the risk history knows it."""
-        return (self.merchant_id or self.merchant_name or "").strip().lower()
+        return merchant_key(self.merchant_id, self.merchant_name)
+
+    @property
+    def history_day(self) -> date:
+        """The UTC day the risk history counts this authorization in."""
+        return self.created_at.astimezone(UTC).date()
 
     @property
     def in_risk_history(self) -> bool:

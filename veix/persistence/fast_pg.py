@@ -16,8 +16,9 @@ sides of the socket), so a decision takes four:
    several statements in one message; the lock statement is PREPAREd once per
    server connection and gets its key as a quoted literal);
 2. the card with every feature the decision reads (spend counters, balances,
-   risk history: bounded reads, see _HISTORY_SQL), in a new statement, so after the lock: a fresh snapshot that
-   sees every decision on this card committed before ours;
+   risk history: bounded reads, see _HISTORY_SQL), in a new statement, so
+   after the lock: a fresh snapshot that sees every decision on this card
+   committed before ours;
 3. every write in one statement (data-modifying CTEs), the balance-checking
    debit first: a refused debit fails the statement (DebitRefused);
 4. COMMIT.
@@ -33,7 +34,7 @@ import inspect
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -141,9 +142,10 @@ WHERE {where}
 # The risk history of features() (CardHistory): the velocity windows from the
 # last hour's approved purchases (index on card_id, created_at; an approved
 # increment also grows its original's billing_amount, so it is summed only
-# when its original is outside the window: see SqlAuthorizationStore.history), the history
-# from the per-UTC-day aggregates since the day of $2 (at most 91 rows) and the
-# merchant set: bounded reads whatever the card's past (tables.card_risk_days).
+# when its original is outside the window: see SqlAuthorizationStore.history),
+# the history from the per-UTC-day aggregates since the day of $2 (at most 91
+# rows) and the merchant set: bounded reads whatever the card's past
+# (tables.card_risk_days).
 _HISTORY_SQL = """SELECT v.c10, v.a10, v.c1h, v.a1h, d.n, d.total, d.mx,
                       EXISTS (SELECT 1 FROM card_merchants m WHERE m.card_id = {card} AND m.merchant_key = $5
                               AND m.last_seen_at >= $2) AS seen
@@ -701,7 +703,7 @@ class PgAuthorizationUnitOfWork:
             days: dict[tuple[uuid.UUID, date], tuple[int, Decimal, Decimal]] = {}
             merchants: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
             for a in history:
-                key = (a.card_id, a.created_at.astimezone(UTC).date())
+                key = (a.card_id, a.history_day)
                 n, total, top = days.get(key, (0, Decimal(0), a.billing_amount))
                 days[key] = (n + 1, total + a.billing_amount, max(top, a.billing_amount))
                 mkey = (a.card_id, a.merchant_key)

@@ -10,7 +10,7 @@ on SQLite (TEXT) and in SQL on PostgreSQL (NUMERIC).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -179,7 +179,7 @@ class SqlAuthorizationStore:
         """Count an approved purchase in the card's risk history (its day's
         aggregate and its merchant), in the decision's transaction."""
         rd, cm = card_risk_days, card_merchants
-        day = auth.created_at.astimezone(UTC).date()
+        day = auth.history_day
         amount = auth.billing_amount
         if self.pg:
             ins = postgresql.insert(rd).values(card_id=auth.card_id, day=day, count=1, amount=amount,
@@ -258,8 +258,7 @@ class SqlAuthorizationStore:
         ).order_by(ct.c.created_at)
         for row in await self.conn.execute(stmt):
             auth = auth_from_row(row)
-            key = (auth.merchant_id or auth.merchant_name or "").strip().lower()
-            if key == merchant_key and amount <= auth.billing_amount:
+            if auth.merchant_key == merchant_key and amount <= auth.billing_amount:
                 return auth
         return None
 
