@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from tests.integration.conftest import Api
@@ -309,3 +310,24 @@ async def expire_due_holds(app: Any, now: datetime, business: Biz) -> list[str]:
 
 def later(days: float = 0, **kwargs: float) -> datetime:
     return utcnow() + timedelta(days=days, **kwargs)
+
+
+# ------------------------------------------------------------------ metrics
+async def attempts(network: Network) -> dict[tuple[str, str], float]:
+    """``veix_authorization_attempts_total`` by (path, outcome), read from /metrics."""
+    r = await network.client.get("/metrics")
+    assert r.status_code == 200
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "veix_authorization_attempts":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[(sample.labels["path"], sample.labels["outcome"])] = sample.value
+    return found
+
+
+async def attempts_during(network: Network, action: Callable[[], Awaitable[Any]]) -> tuple[Any, dict[tuple[str, str], float]]:
+    before = await attempts(network)
+    result = await action()
+    after = await attempts(network)
+    return result, {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}

@@ -517,9 +517,9 @@ async def test_same_webhook_id_twice_returns_the_stored_answer(api, app, network
 
 
 async def test_quotes_backslashes_and_braces_are_stored_as_sent(api, app, network):
-    """On PostgreSQL the writes go as literals (EXECUTE ...; COMMIT in one
-    round trip): text that needs quoting, in scalars, JSON and arrays, must
-    arrive unchanged and change nothing else."""
+    """Text that needs quoting, in scalars, JSON and arrays, arrives unchanged
+    and changes nothing else, also where PostgreSQL gets it as a literal (the
+    locked path's lock statement: EXECUTE ... with BEGIN in one round trip)."""
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)
     name = "O'Brien's \"Bar\" \\ {a,b} ''; DROP TABLE outbox; --"
@@ -536,17 +536,31 @@ async def test_quotes_backslashes_and_braces_are_stored_as_sent(api, app, networ
     assert (row.merchant_name, row.merchant_id) == (name, "m_'\\\"{}")
     assert await card_transaction_count(app, card) == 1
     assert await balance(api, biz) == "88.00"
-    # The card's lock takes the token as a literal (see fast_pg): quotes are data.
     by_token = {k: v for k, v in auth_body(card, "1.00").items() if k != "pan"}
-    for token in ("ct_x' OR '1'='1", "ct_\\'; SELECT pg_sleep(1); --", card.pan + "'"):
+    tokens = ("ct_x' OR '1'='1", "ct_\\'; SELECT pg_sleep(1); --", card.pan + "'")
+    for token in tokens:
         declined((await network.post(AUTHORIZATIONS, {**by_token, "card_token": token})).json(), "14",
                  "unknown_card")
+    pool = app.state.services.fast_pool
+    if pool is not None:
+        # The locked path's lock statement takes the card's key as a literal (see fast_pg): quotes are data.
+        from veix.persistence import fast_pg
+
+        async with pool.acquire() as conn:
+            for token in tokens:
+                sql = await fast_pg._execute_text(conn, fast_pg._LOCK_SQL.format(where="public_token = $1"),
+                                                  (token,))
+                assert sql is not None and sql.startswith("EXECUTE ")
+                async with conn.transaction():
+                    assert await conn.fetch(sql) == []
     assert await balance(api, biz) == "88.00"
 
 
 async def test_postgres_sends_begin_with_the_card_lock(api, app, network, monkeypatch):
-    """On PostgreSQL the card's lock goes with BEGIN (its key as a literal), so
-    no decision falls back to the slower path (one more round trip)."""
+    """On PostgreSQL a decision that runs under the card's lock (here: one the
+    optimistic attempt does not make, see test_network_optimistic) sends the
+    lock with BEGIN (its key as a literal), so none falls back to the slower
+    path (one more round trip); an optimistic decision takes no lock first."""
     from veix.persistence import fast_pg
 
     if app.state.services.fast_pool is None:
@@ -562,11 +576,18 @@ async def test_postgres_sends_begin_with_the_card_lock(api, app, network, monkey
     monkeypatch.setattr(fast_pg, "_execute_text", recording)
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)
-    approved((await network.post(AUTHORIZATIONS, auth_body(card, "12.00"))).json(), "12.00")
+    first = await network.post(AUTHORIZATIONS, auth_body(card, "12.00"))
+    approved(first.json(), "12.00")
     approved((await network.post(AUTHORIZATIONS, auth_body(card, "13.00", currency="USD"))).json(), "13.00")
     declined((await network.post(AUTHORIZATIONS, auth_body(card, "500.00"))).json(), "51", "insufficient_funds")
+    assert sent == []  # optimistic: no lock statement
 
-    assert sent and all(ok for ok, _ in sent), sent
+    approved((await network.post(AUTHORIZATIONS, auth_body(card, "2.00", kind="incremental",
+                                                           original_id=first.json()["id"]))).json(), "2.00")
+    single = await issue_card(app, biz.id, type="SINGLE_USE")
+    approved((await network.post(AUTHORIZATIONS, auth_body(single, "3.00"))).json(), "3.00")
+
+    assert len(sent) == 2 and all(ok for ok, _ in sent), sent
 
 
 async def test_postgres_an_unexpected_failure_is_a_500_with_a_json_body(api, app, network, monkeypatch, caplog):

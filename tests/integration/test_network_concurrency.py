@@ -25,6 +25,7 @@ from tests.integration.network_helpers import (
     THURSDAY_AFTERNOON,
     Biz,
     IssuedCard,
+    attempts_during,
     auth_body,
     balance,
     card_transaction_count,
@@ -91,14 +92,18 @@ async def _forget_empty_entries(app, biz: Biz) -> None:
             ~exists().where(postings.c.entry_id == journal_entries.c.id)))
 
 
-async def test_250_simultaneous_authorizations_on_one_card_stay_within_the_daily_limit(api, app, network):
+async def test_250_simultaneous_authorizations_on_one_card_stay_within_the_daily_limit(api, app, network, store):
     funded, limit = Decimal("800.00"), Decimal("500.00")
     biz = await new_business(api, fund=str(funded))
     card = await issue_card(app, biz.id, controls={"dailyLimit": str(limit)})
     requests = [(card, AMOUNTS[i % len(AMOUNTS)]) for i in range(250)]
     assert sum(a for _, a in requests) > funded > limit
 
-    answers = await _fire(network, requests)
+    answers, counted = await attempts_during(network, lambda: _fire(network, requests))
+
+    if store == "asyncpg":  # optimistic attempts met each other: the losers were decided under the lock
+        assert counted[("optimistic", "conflict")] > 0 and counted[("locked", "decided")] > 0, counted
+        assert counted[("optimistic", "decided")] + counted[("locked", "decided")] == len(requests), counted
 
     approved_total = await _check_money(api, app, biz, funded, answers)
     assert 0 < approved_total <= limit

@@ -10,18 +10,37 @@ the entry and its postings. Same port as the Core store
 the test suite runs the network tests against both.
 
 On this path the cost is mostly per round trip (a write and a wake-up on both
-sides of the socket), so a decision takes four:
+sides of the socket). A decision is first tried **optimistically**, in two:
+
+1. the card with every feature the decision reads (spend counters, balances,
+   risk history: bounded reads, see _HISTORY_SQL), in one statement (one
+   snapshot), no transaction, no lock;
+2. every write in one statement (data-modifying CTEs), in autocommit (one
+   statement is atomic). An approval's statement first locks the card row, if
+   it is still the version read (xmin), then raises each spend counter only
+   from the amount read, then makes the balance-checking debit: if any of
+   these fails, the statement fails (nothing written) and the decision runs
+   again under the lock (NeedLock). Decisions that need more than this (an
+   incremental authorization, a prepaid or single-use card, one that needs an
+   approval, a retried network id) stop at their first other read or write
+   (NeedLock "unsupported") and run under the lock.
+
+Under the card's lock, four:
 
 1. ``BEGIN; EXECUTE lock(key)``: the card row's lock (simple query protocol,
    several statements in one message; the lock statement is PREPAREd once per
    server connection and gets its key as a quoted literal);
-2. the card with every feature the decision reads (spend counters, balances,
-   risk history: bounded reads, see _HISTORY_SQL), in a new statement, so
-   after the lock: a fresh snapshot that sees every decision on this card
-   committed before ours;
-3. every write in one statement (data-modifying CTEs), the balance-checking
-   debit first: a refused debit fails the statement (DebitRefused);
+2. the same read as above, in a new statement, so after the lock: a fresh
+   snapshot that sees every decision on this card committed before ours;
+3. every write in one statement, the balance-checking debit first: a refused
+   debit fails the statement (DebitRefused);
 4. COMMIT.
+
+Both lock the card row before they write, so decisions on one card are
+serialised either way; the optimistic one holds the lock only while its
+writes statement runs. Measured (README, Performance): the optimistic path
+saves about a tenth of the CPU of a decision; a conflict (two decisions on
+one card at once) costs the loser one attempt.
 
 Sending the writes the same way as the lock (``EXECUTE writes(literals);
 COMMIT``, one round trip less) was measured slower: PostgreSQL's parsing of
@@ -40,6 +59,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from veix.domain.authorization import AuthorizationStatus, StoredAuth
 from veix.domain.card_controls import CardControls
@@ -50,6 +70,13 @@ from veix.domain.ledger import JournalEntry
 from veix.domain.risk import RiskAssessment
 from veix.domain.services.authorize import AuthCard, CardHistory, history_window, periods
 from veix.domain.transactions import Transaction, TransactionStatus
+
+AUTHORIZATION_ATTEMPTS = Counter(
+    "veix_authorization_attempts_total",
+    "Attempts of the authorization decision on the PostgreSQL hot path, by path (optimistic, locked) and "
+    "outcome (decided; unsupported or conflict: again under the card's lock; debit_refused, duplicate, "
+    "run_again: again)",
+    ["path", "outcome"])
 
 
 def asyncpg_connect_args(sqlalchemy_url: str) -> dict[str, Any]:
@@ -130,7 +157,7 @@ SELECT c.id, c.business_id, c.cardholder_id, c.network, c.card_type, c.status, c
        cc.allowed_merchant_categories, cc.blocked_merchant_categories, cc.allowed_countries,
        cc.blocked_countries, cc.max_transaction_amount, cc.daily_limit, cc.monthly_limit, cc.allowed_days,
        cc.allowed_hours, cc.requires_approval, b.timezone AS business_timezone,
-       b.legal_address->>'country' AS business_country"""
+       b.legal_address->>'country' AS business_country, c.xmin::text AS card_xmin"""
 
 _CARD_SQL = _CARD_COLUMNS + """
 FROM virtual_cards c
@@ -334,6 +361,17 @@ class DebitRefused(RunAgain):
     InsufficientFunds there, which the decision turns into a decline)."""
 
 
+class NeedLock(RunAgain):
+    """The optimistic attempt cannot finish: the decision needs a read or a
+    write it does not make (``reason`` "unsupported"), or its writes statement
+    found that something it read changed, or a debit refused ("conflict").
+    Nothing was written: run the decision again under the card's lock."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class PgAuthorizationStore:
     def __init__(self, conn: asyncpg.Connection, uow: PgAuthorizationUnitOfWork, *, assume_new: bool) -> None:
         self.conn = conn
@@ -377,19 +415,24 @@ class PgAuthorizationStore:
             where, key = "c.id = $1", card_id
         else:
             return None
-        # The card's lock first: every decision on this card committed before
-        # it is then visible to the reads below (a new statement, a new snapshot).
-        lock_sql = _LOCK_SQL.format(where=where.replace("c.", ""))
-        lock = None if self.uow.begun else await _execute_text(self.conn, lock_sql, (key,))
-        if lock is not None:
-            try:
-                await self.uow.begin(lock)  # BEGIN and the lock in one round trip
-            except asyncpg.exceptions.InvalidSQLStatementNameError:
-                _forget_prepared(self.conn)  # a new server process behind a known pid
-                raise RunAgain from None
+        if self.uow.optimistic:
+            if self.prefetched is None:
+                raise NeedLock("unsupported")
+            # No lock: the writes statement checks that nothing read here changed (see commit).
         else:
-            await self.uow.begin()
-            await self.conn.execute(lock_sql, key)
+            # The card's lock first: every decision on this card committed before
+            # it is then visible to the reads below (a new statement, a new snapshot).
+            lock_sql = _LOCK_SQL.format(where=where.replace("c.", ""))
+            lock = None if self.uow.begun else await _execute_text(self.conn, lock_sql, (key,))
+            if lock is not None:
+                try:
+                    await self.uow.begin(lock)  # BEGIN and the lock in one round trip
+                except asyncpg.exceptions.InvalidSQLStatementNameError:
+                    _forget_prepared(self.conn)  # a new server process behind a known pid
+                    raise RunAgain from None
+            else:
+                await self.uow.begin()
+                await self.conn.execute(lock_sql, key)
         pre = self.prefetched
         if pre is None:
             r = await self.conn.fetchrow(_CARD_SQL.format(where=where), key)
@@ -406,6 +449,7 @@ class PgAuthorizationStore:
             currency=r["currency"], spending_limit=r["spending_limit"], current_balance=r["current_balance"],
             merchant_lock=r["merchant_lock"], metadata=r["metadata"] or {}, public_token=r["public_token"],
             created_at=r["created_at"], updated_at=r["updated_at"])
+        self.uow.card_read = (card.id, r["card_xmin"])
         if pre is not None:
             balances: dict[str, Decimal | None] = {}
             for code, found in (r["accounts"] or {}).items():
@@ -554,14 +598,19 @@ class PgCards:
 
 
 class PgAuthorizationUnitOfWork:
-    """The slice of the unit of work the authorization decision uses. BEGIN
-    goes with the first statement (the card's lock); reads run at once; every
-    write, the balance-checking debit included (``defer_debits``), is kept and
-    sent with COMMIT as ONE statement: an approval costs three round trips
-    (see the module's docstring)."""
+    """The slice of the unit of work the authorization decision uses (see the
+    module's docstring). ``optimistic``: no transaction; the features are read
+    in one statement and every write goes in one guarded statement (two round
+    trips); anything else raises NeedLock. Otherwise BEGIN goes with the first
+    statement (the card's lock); reads run at once; every write, the
+    balance-checking debit included (``defer_debits``), is kept and sent as ONE
+    statement before COMMIT."""
 
-    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False, defer_debits: bool = False) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False, defer_debits: bool = False,
+                 optimistic: bool = False) -> None:
         self.pool = pool
+        self.optimistic = optimistic
+        self.card_read: tuple[uuid.UUID, str] | None = None
         self.assume_new = assume_new
         self.defer_debits = defer_debits
         self.deferred_debits: list[tuple[str, Decimal, datetime]] = []
@@ -596,6 +645,8 @@ class PgAuthorizationUnitOfWork:
     async def begin(self, then: str = "") -> None:
         """Open the transaction, once; ``then``, a statement without
         parameters, goes in the same round trip (simple query protocol)."""
+        if self.optimistic:
+            raise NeedLock("unsupported")  # every read and write it makes needs no transaction
         if not self.begun:
             self.begun = True  # (if ``then`` fails, the transaction is open: rolled back on exit)
             await self.conn.execute(f"BEGIN; {then}" if then else "BEGIN")
@@ -619,14 +670,18 @@ class PgAuthorizationUnitOfWork:
                 await self.conn.execute("COMMIT")
             self._done = True
             return True
-        await self.begin()
+        if not self.optimistic:
+            await self.begin()
         try:
-            answered = await self.conn.fetchval(sql, *args)
+            answered = (await self.conn.fetchrow(sql, *args))["answered"]
         except asyncpg.exceptions.DivisionByZeroError:  # the guard of the deferred debits: see _writes_statement
+            if self.optimistic:
+                raise NeedLock("conflict") from None
             raise DebitRefused from None
         if self.answer is not None and not answered:
             return False
-        await self.conn.execute("COMMIT")
+        if not self.optimistic:
+            await self.conn.execute("COMMIT")
         self._done = True
         return True
 
@@ -638,6 +693,32 @@ class PgAuthorizationUnitOfWork:
             args.append(value)
             return f"${len(args)}"
 
+        guards: list[str] = []
+        # Optimistic (no transaction, nothing locked while deciding): an approval's writes
+        # happen only if what the decision read is unchanged. The card row, locked here as the
+        # locked path locks it before reading, has the version read (xmin: every change of the
+        # card, its status, limits or controls, updates the row); each spend counter is raised
+        # only from the amount read (a compare-and-set; every approval on the card raises them,
+        # so it also guards the velocity and history read). The debits guard the balances.
+        cas = self.optimistic and bool(self.deferred_spend or self.deferred_debits)
+        if cas:
+            read = self.authorizations.features_read
+            assert self.card_read is not None and read is not None
+            card_id, xmin = self.card_read
+            parts.append(f"g AS (SELECT 1 FROM virtual_cards WHERE id = {arg(card_id)} "
+                         f"AND xmin::text = {arg(xmin)} FOR UPDATE)")
+            guards.append("(SELECT count(*) FROM g) = 1")
+            for i, ((spend_card, period), raised) in enumerate(self.deferred_spend.items()):
+                was = read.spend.get(period) if spend_card == read.card_id else None
+                if was is None:  # none read: there must be none yet
+                    parts.append(f"s{i} AS (INSERT INTO card_spend (card_id, period, amount) VALUES "
+                                 f"({arg(spend_card)}, {arg(period)}, {arg(raised)}) ON CONFLICT DO NOTHING "
+                                 "RETURNING 1)")
+                else:
+                    parts.append(f"s{i} AS (UPDATE card_spend SET amount = amount + {arg(raised)} "
+                                 f"WHERE card_id = {arg(spend_card)} AND period = {arg(period)} "
+                                 f"AND amount = {arg(was)} RETURNING 1)")
+                guards.append(f"(SELECT count(*) FROM s{i}) = 1")
         debits = []
         for i, (code, amount, at) in enumerate(self.deferred_debits):
             # Debits first, in lock order (the same order as PgLedger.post's own).
@@ -722,7 +803,7 @@ class PgAuthorizationUnitOfWork:
                 "rm AS (INSERT INTO card_merchants (card_id, merchant_key, first_seen_at, last_seen_at) "
                 f"VALUES {rows} ON CONFLICT (card_id, merchant_key) DO UPDATE SET "
                 "last_seen_at = greatest(card_merchants.last_seen_at, EXCLUDED.last_seen_at))")
-        if self.deferred_spend:
+        if self.deferred_spend and not cas:
             rows = ", ".join(f"({arg(card_id)}, {arg(period)}, {arg(delta)})"
                              for (card_id, period), delta in self.deferred_spend.items())
             parts.append(
@@ -739,18 +820,25 @@ class PgAuthorizationUnitOfWork:
                 f"({arg(e.id)}, {arg(e.business_id)}, {arg(e.type)}, {arg(e.payload)}, {arg(e.occurred_at)})"
                 for e in self._events)
             parts.append(f"ob AS (INSERT INTO outbox (id, business_id, event_type, payload, created_at) VALUES {rows})")
-        final = "SELECT true"
+        answered = "true"
         if self.answer is not None:
             message_id, endpoint, response, at = self.answer
             parts.append(
                 "nm AS (INSERT INTO network_messages (id, endpoint, status_code, response, created_at) VALUES "
                 f"({arg(message_id)}, {arg(endpoint)}, 200, {arg(response)}, {arg(at)}) "
                 "ON CONFLICT (id) DO NOTHING RETURNING true AS inserted)")
-            final = "SELECT coalesce((SELECT inserted FROM nm), false)"
+            if self.optimistic:  # no transaction to roll back: an answered webhook-id fails the statement
+                guards.append("(SELECT count(*) FROM nm) = 1")
+            else:
+                answered = "coalesce((SELECT inserted FROM nm), false)"
+        # The columns are evaluated in order: the guards (the card's lock first) before the debits.
+        # A failed guard or a refused debit fails the statement (division by zero), so none of its
+        # writes happen; commit() turns that into NeedLock or DebitRefused.
+        columns = [f"1 / ({' AND '.join(guards)})::int AS guard"] if guards else []
+        columns.append(f"{answered} AS answered")
         if debits:
-            # A refused debit fails the statement (division by zero), so none
-            # of its writes happen; commit() turns that into DebitRefused.
-            final += f", (SELECT 1 / (count(*) = {len(debits)})::int FROM ({' UNION ALL '.join(debits)}) x)"
+            columns.append(f"(SELECT 1 / (count(*) = {len(debits)})::int FROM ({' UNION ALL '.join(debits)}) x)")
+        final = "SELECT " + ", ".join(columns)
         if not parts:
             return "", []
         return "WITH " + ", ".join(parts) + " " + final, args

@@ -152,15 +152,25 @@ class StoredAnswer(Exception):
 
 
 async def _run_fast(services: Services, req: AuthRequest, message_id: str | None) -> AuthResult:
+    """The decision on the asyncpg hot path: first optimistically (two round
+    trips, no lock; see veix.persistence.fast_pg), then, if that attempt could
+    not finish, under the card's lock."""
     from asyncpg.exceptions import UniqueViolationError
 
-    from veix.persistence.fast_pg import DebitRefused, PgAuthorizationUnitOfWork, RunAgain
+    from veix.persistence.fast_pg import (
+        AUTHORIZATION_ATTEMPTS,
+        DebitRefused,
+        NeedLock,
+        PgAuthorizationUnitOfWork,
+        RunAgain,
+    )
 
-    assume_new, defer_debits = True, True
-    for _attempt in range(3):
+    assume_new, defer_debits, optimistic = True, True, True
+    for _attempt in range(4):
+        path = "optimistic" if optimistic else "locked"
         try:
             async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
-                                                 defer_debits=defer_debits) as uow:
+                                                 defer_debits=defer_debits, optimistic=optimistic) as uow:
                 now = utcnow()
                 uow.authorizations.prefetch(now, req.merchant_key, req.at)
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
@@ -171,15 +181,22 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
                     previous = await stored_answer(services, message_id or "")
                     assert previous is not None
                     raise StoredAnswer(*previous)
+                AUTHORIZATION_ATTEMPTS.labels(path, "decided").inc()
                 return result
+        except NeedLock as again:
+            AUTHORIZATION_ATTEMPTS.labels(path, again.reason).inc()
+            optimistic = False  # again, under the card's lock
         except DebitRefused:
+            AUTHORIZATION_ATTEMPTS.labels(path, "debit_refused").inc()
             defer_debits = False  # a concurrent decision took the money: again, with the debit at once
         except RunAgain:
-            pass
+            AUTHORIZATION_ATTEMPTS.labels(path, "run_again").inc()
         except UniqueViolationError:
+            AUTHORIZATION_ATTEMPTS.labels(path, "duplicate").inc()
             if not assume_new:
                 raise
             assume_new = False  # a duplicate network id: again, finding the first answer
+            optimistic = False  # (the lookup by network id needs the transaction)
     raise AssertionError("unreachable")
 
 
