@@ -294,10 +294,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from veix.http.server import OneWriteHttpToolsProtocol
+    from veix.http.server import OneWriteHttpToolsProtocol, run_workers
 
-    uvicorn.run(
-        "veix.app:app_factory",
+    options: dict[str, Any] = dict(
         factory=True,
         host=args.host,
         port=args.port,
@@ -308,6 +307,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         access_log=False,
     )
+    if args.workers == 1:
+        uvicorn.run("veix.app:app_factory", **options)
+        return 0
+    try:
+        run_workers(uvicorn.Config("veix.app:app_factory", **options))  # a listening socket per worker
+    except OSError as exc:  # the address is taken, or not ours
+        raise CliError(f"veix serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
