@@ -39,8 +39,8 @@ Under the card's lock, four:
 Both lock the card row before they write, so decisions on one card are
 serialised either way; the optimistic one holds the lock only while its
 writes statement runs. Measured (README, Performance): the optimistic path
-saves about a tenth of the CPU of a decision; a conflict (two decisions on
-one card at once) costs the loser one attempt.
+saves a worker 5-10 % of its CPU per decision, PostgreSQL a few; a conflict
+(two decisions on one card at once) costs the loser one more attempt.
 
 Sending the writes the same way as the lock (``EXECUTE writes(literals);
 COMMIT``, one round trip less) was measured slower: PostgreSQL's parsing of
