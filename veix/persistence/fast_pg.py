@@ -695,12 +695,13 @@ class PgAuthorizationUnitOfWork:
 
         guards: list[str] = []
         # Optimistic (no transaction, nothing locked while deciding): an approval's writes
-        # happen only if what the decision read is unchanged. The card row, locked here as the
+        # (or any that move money) happen only if what the decision read is unchanged. The card row, locked here as the
         # locked path locks it before reading, has the version read (xmin: every change of the
         # card, its status, limits or controls, updates the row); each spend counter is raised
         # only from the amount read (a compare-and-set; every approval on the card raises them,
         # so it also guards the velocity and history read). The debits guard the balances.
-        cas = self.optimistic and bool(self.deferred_spend or self.deferred_debits)
+        cas = self.optimistic and bool(self.deferred_spend or self.deferred_debits or any(
+            a.status is AuthorizationStatus.APPROVED for a, _ in self.deferred_rows))
         if cas:
             read = self.authorizations.features_read
             assert self.card_read is not None and read is not None
