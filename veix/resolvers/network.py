@@ -166,7 +166,9 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
     )
 
     assume_new, defer_debits, optimistic = True, True, True
-    for _attempt in range(4):
+    # At most: optimistic, then under the lock with the debit deferred, with it at once, after
+    # a lost prepared statement, after a duplicate network id (each of these changes one flag).
+    for _attempt in range(5):
         path = "optimistic" if optimistic else "locked"
         try:
             async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
