@@ -206,3 +206,33 @@ async def test_race_between_the_balance_check_and_the_hold_declines_cleanly(api,
         await _check_money(api, app, biz, Decimal("10.00"), answers)
     finally:
         await _forget_empty_entries(app, biz)
+
+
+async def test_clearings_and_increments_of_one_authorization_at_once_never_deadlock(api, app, network):
+    """An incremental authorization locks the card, then its original; a
+    clearing of that original must take the same order (card, then
+    authorization), or the two can wait for each other until PostgreSQL
+    cancels one (before the fix this test got 500s on both stores)."""
+    biz = await new_business(api, fund="1000.00")
+    card = await issue_card(app, biz.id)
+    originals = [await network.authorize(card, "50.00", at=THURSDAY_AFTERNOON) for _ in range(6)]
+
+    async def increment(original: dict[str, Any]) -> Any:
+        return await network.post(AUTHORIZATIONS, auth_body(card, "5.00", kind="incremental",
+                                                            original_id=original["id"], at=THURSDAY_AFTERNOON))
+
+    async def clearing(original: dict[str, Any]) -> Any:
+        return await network.post(network_helpers.CLEARINGS, {
+            "id": f"clr_{uuid.uuid4().hex}", "authorization_id": original["id"], "amount": "20.00",
+            "currency": "EUR", "final": False, "at": THURSDAY_AFTERNOON})
+
+    responses = await asyncio.gather(*(f(o) for o in originals for f in (increment, clearing, increment, clearing)))
+
+    # A deadlock ends with PostgreSQL cancelling one of the two (after deadlock_timeout): a 500.
+    assert [r.status_code for r in responses] == [200] * len(responses), [r.text for r in responses]
+    rows = {r.network_id: r for r in await card_transactions_of(app, biz)}
+    for o in originals:
+        row = rows[o["id"]]
+        assert (row.billing_amount, row.cleared_amount, row.held_amount) == (
+            Decimal("60.00"), Decimal("40.00"), Decimal("20.00"))
+    assert await holds_balance(app, biz) == Decimal("120.00")

@@ -389,13 +389,14 @@ class PgAuthorizationStore:
         round trip."""
         self.prefetched = _Prefetch(now, merchant_key, candidate_periods(at))
 
-    async def find(self, network_id: str) -> StoredAuth | None:
+    async def find(self, network_id: str, *, for_update: bool = True) -> StoredAuth | None:
         if self.assume_new:
             self.assume_new = False  # only the request's own id, looked up first
             return None
         await self.uow.begin()
+        lock = " FOR UPDATE" if for_update else ""
         r = await self.conn.fetchrow(
-            f"SELECT {AUTH_COLUMNS} FROM card_transactions WHERE network_id = $1 FOR UPDATE", network_id)
+            f"SELECT {AUTH_COLUMNS} FROM card_transactions WHERE network_id = $1{lock}", network_id)
         return _auth(r) if r else None
 
     async def get(self, auth_id: uuid.UUID, *, for_update: bool = False) -> StoredAuth | None:

@@ -81,7 +81,8 @@ class CardHistory:
 
 
 class AuthorizationStore(Protocol):
-    async def find(self, network_id: str) -> StoredAuth | None: ...
+    async def find(self, network_id: str, *, for_update: bool = True) -> StoredAuth | None:
+        """By network id, locked (for_update) where the database locks rows."""
     async def get(self, auth_id: uuid.UUID, *, for_update: bool = False) -> StoredAuth | None: ...
     async def card_for_auth(self, *, lookup_hash: str | None, token: str | None,
                             card_id: uuid.UUID | None) -> AuthCard | None: ...

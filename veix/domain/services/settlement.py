@@ -34,9 +34,15 @@ from veix.domain.transactions import Transaction, TransactionStatus, Transaction
 
 
 async def _auth(uow: AuthorizationUnitOfWork, network_id: str) -> StoredAuth:
-    auth = await uow.authorizations.find(network_id)
-    if auth is None or auth.parent_id is not None:
+    """The authorization, locked after its card: the decision's lock order (an
+    incremental authorization locks the card, then its original), so a clearing
+    or reversal and an increment of the same original never wait for each other."""
+    found = await uow.authorizations.find(network_id, for_update=False)
+    if found is None or found.parent_id is not None:
         raise NotFound(f"No authorization {network_id!r}", field=["authorization_id"])
+    await uow.cards.get(found.card_id, for_update=True)
+    auth = await uow.authorizations.get(found.id, for_update=True)  # as it is now, under the card's lock
+    assert auth is not None  # authorizations are never deleted
     return auth
 
 

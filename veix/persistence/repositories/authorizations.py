@@ -79,9 +79,9 @@ class SqlAuthorizationStore:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
 
-    async def find(self, network_id: str) -> StoredAuth | None:
+    async def find(self, network_id: str, *, for_update: bool = True) -> StoredAuth | None:
         stmt = select(card_transactions).where(card_transactions.c.network_id == network_id)
-        if self.pg:
+        if self.pg and for_update:
             stmt = stmt.with_for_update()
         row = (await self.conn.execute(stmt)).first()
         return auth_from_row(row) if row else None
