@@ -178,7 +178,7 @@ async def test_spend_raised_after_the_read_counts_against_the_limit(api, app, ne
     assert await holds_balance(app, biz) == Decimal("70.00")
 
 
-async def test_a_card_change_in_flight_while_the_writes_wait_is_seen(api, app, network, monkeypatch):
+async def test_a_card_change_in_flight_while_the_writes_wait_is_seen(api, app, network):
     """A transaction elsewhere has changed the card row and not committed when
     the decision writes: the writes statement waits for the card's lock, then
     sees the row is not the version it read (PostgreSQL re-checks the locked
