@@ -72,6 +72,17 @@ class Workspace:
         return other
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, str]:
     """One demo seed shared by the module; tests that tamper with it work on copies."""
@@ -221,13 +232,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]
     try:
         yield proc, out, port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def test_serve_demo_answers_with_the_printed_token(

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_cli import TIMEOUT, Workspace, _free_port, veix_command
+from tests.integration.test_cli import TIMEOUT, Workspace, _free_port, stop_process, veix_command
 from veix.app import build_services
 from veix.config import Settings
 from veix.domain.cards import luhn_valid
@@ -213,12 +213,7 @@ def running(cards_copy: CardWorkspace) -> Iterator[tuple[CardWorkspace, str]]:
             time.sleep(0.1)
         yield ws, base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

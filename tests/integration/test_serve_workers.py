@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_DB_URL, TEST_REDIS_URL
-from tests.integration.test_cli import TIMEOUT, Workspace, _free_port, veix_command
+from tests.integration.test_cli import TIMEOUT, Workspace, _free_port, stop_process, veix_command
 
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux /proc")]
 
@@ -44,13 +44,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]
             time.sleep(0.1)
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         err.close()
 
 

@@ -240,6 +240,7 @@ class _Prefetch:
 @dataclass(frozen=True, slots=True)
 class _Features:
     card_id: uuid.UUID
+    card_xmin: str  # the card row's version as read (the optimistic writes' guard)
     spend: dict[str, Decimal]
     balances: dict[str, Decimal | None]
     history: CardHistory
@@ -450,15 +451,14 @@ class PgAuthorizationStore:
             currency=r["currency"], spending_limit=r["spending_limit"], current_balance=r["current_balance"],
             merchant_lock=r["merchant_lock"], metadata=r["metadata"] or {}, public_token=r["public_token"],
             created_at=r["created_at"], updated_at=r["updated_at"])
-        self.uow.card_read = (card.id, r["card_xmin"])
         if pre is not None:
             balances: dict[str, Decimal | None] = {}
             for code, found in (r["accounts"] or {}).items():
                 balances[code] = Decimal(found[1]) if found else None
                 if found:
                     self.uow.account_ids[code] = uuid.UUID(found[0])
-            self.features_read = _Features(
-                card.id, {k: Decimal(v) for k, v in (r["spend"] or {}).items()}, balances, _history(r), pre)
+            spend = {k: Decimal(v) for k, v in (r["spend"] or {}).items()}
+            self.features_read = _Features(card.id, r["card_xmin"], spend, balances, _history(r), pre)
         controls = CardControls(
             allowed_mccs=_set(r["allowed_merchant_categories"]), blocked_mccs=_set(r["blocked_merchant_categories"]),
             allowed_countries=_set(r["allowed_countries"]), blocked_countries=_set(r["blocked_countries"]),
@@ -611,7 +611,6 @@ class PgAuthorizationUnitOfWork:
                  optimistic: bool = False) -> None:
         self.pool = pool
         self.optimistic = optimistic
-        self.card_read: tuple[uuid.UUID, str] | None = None
         self.assume_new = assume_new
         self.defer_debits = defer_debits
         self.deferred_debits: list[tuple[str, Decimal, datetime]] = []
@@ -705,13 +704,12 @@ class PgAuthorizationUnitOfWork:
             a.status is AuthorizationStatus.APPROVED for a, _ in self.deferred_rows))
         if cas:
             read = self.authorizations.features_read
-            assert self.card_read is not None and read is not None
-            card_id, xmin = self.card_read
-            parts.append(f"g AS (SELECT 1 FROM virtual_cards WHERE id = {arg(card_id)} "
-                         f"AND xmin::text = {arg(xmin)} FOR UPDATE)")
+            assert read is not None  # the optimistic attempt reads the features with the card
+            parts.append(f"g AS (SELECT 1 FROM virtual_cards WHERE id = {arg(read.card_id)} "
+                         f"AND xmin::text = {arg(read.card_xmin)} FOR UPDATE)")
             guards.append("(SELECT count(*) FROM g) = 1")
             for i, ((spend_card, period), raised) in enumerate(self.deferred_spend.items()):
-                was = read.spend.get(period) if spend_card == read.card_id else None
+                was = read.spend.get(period)  # (the decision raises only its own card's counters)
                 if was is None:  # none read: there must be none yet
                     parts.append(f"s{i} AS (INSERT INTO card_spend (card_id, period, amount) VALUES "
                                  f"({arg(spend_card)}, {arg(period)}, {arg(raised)}) ON CONFLICT DO NOTHING "
