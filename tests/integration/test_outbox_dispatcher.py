@@ -15,7 +15,6 @@ import httpx
 import pytest
 from broadcaster import Broadcast
 from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import Api
@@ -28,7 +27,7 @@ from veix.events.channels import (
     replay,
     seq_of_cursor,
 )
-from veix.events.dispatcher import OutboxDispatcher
+from veix.events.dispatcher import DISPATCH_LOCK_KEY, PUBLISHING_LOCK_KEY, OutboxDispatcher
 from veix.persistence.tables import outbox
 from veix.resolvers.ids import parse_global_id
 
@@ -142,10 +141,9 @@ async def test_funding_events_reach_the_channel_in_seq_order_and_are_marked(
 
 
 class CrashBeforeCommit(OutboxDispatcher):
-    """Publishes, marks, then dies before COMMIT: the mark rolls back."""
+    """Publishes, then dies before the batch is marked."""
 
-    async def _publish_and_mark(self, conn: AsyncConnection, horizon: int | None) -> int:
-        await super()._publish_and_mark(conn, horizon)
+    async def _published(self) -> None:
         raise RuntimeError("killed between publish and commit")
 
 
@@ -383,7 +381,7 @@ async def test_a_dispatcher_finding_another_leading_stands_by_then_takes_over(
     """While another process holds the dispatch lock, a dispatcher tries again only every
     FOLLOWER_INTERVAL (not on each commit its probe sees); when the lock is free it
     publishes what waited."""
-    from veix.events.dispatcher import DISPATCH_LOCK_KEY, FOLLOWER_INTERVAL
+    from veix.events.dispatcher import FOLLOWER_INTERVAL
 
     token, business_id = owner
     engine, broadcast = app.state.services.engine, app.state.broadcast
@@ -449,3 +447,95 @@ async def test_a_writer_with_a_higher_id_than_every_finished_one_still_holds_the
             await y.commit()
         await listener.wait_for(lambda: len(listener.messages) >= 2, drive=dispatcher.run_once)
     assert [m.type for m in listener.messages] == ["first", "second"]
+
+
+@pytest.mark.postgres
+async def test_when_the_leaders_connection_dies_another_dispatcher_takes_over(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    """Two dispatchers run; one leads (it holds the dispatch lock on its own connection).
+    That connection is killed: nothing is lost or reordered and again exactly one leads.
+    Then the leader stops (as when its process ends): the other one takes over."""
+    token, business_id = owner
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+    dispatchers = [OutboxDispatcher(engine, broadcast), OutboxDispatcher(engine, broadcast)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(d.run_forever(s)) for d, s in zip(dispatchers, stops, strict=True)]
+
+    def amounts() -> list[str]:
+        return [m.payload["amount"] for m in listener.of_type("transaction.created")]
+
+    async def one_leads() -> int:
+        deadline = time.monotonic() + 5
+        while sorted(d.following for d in dispatchers) != [False, True]:
+            assert time.monotonic() < deadline, [d.following for d in dispatchers]
+            await asyncio.sleep(0.02)
+        return next(i for i, d in enumerate(dispatchers) if not d.following)
+
+    try:
+        async with listening(broadcast, business_channel(raw(business_id))) as listener:
+            await fund(api, token, business_id, "1.00")
+            await listener.wait_for(lambda: amounts() == ["1.00"])
+            leader = dispatchers[await one_leads()]
+            assert leader._db is not None
+            async with engine.connect() as admin:
+                assert (await admin.execute(text("SELECT pg_terminate_backend(:p)"),
+                                            {"p": leader._db.conn.get_server_pid()})).scalar()
+            for amount in ("2.00", "3.00"):
+                await fund(api, token, business_id, amount)
+            await listener.wait_for(lambda: len(amounts()) == 3, within=10)
+            assert amounts() == ["1.00", "2.00", "3.00"]
+
+            now_leading = await one_leads()
+            stops[now_leading].set()
+            await asyncio.wait_for(tasks[now_leading], timeout=10)
+            await fund(api, token, business_id, "4.00")
+            await listener.wait_for(lambda: len(amounts()) == 4, within=10)
+            assert amounts() == ["1.00", "2.00", "3.00", "4.00"]
+            assert not dispatchers[1 - now_leading].following
+            seqs = [m.seq for m in listener.messages]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    async with engine.connect() as conn:  # both stopped: the lock went with their connections
+        assert (await conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid IN (:k, :p)"),
+            {"k": DISPATCH_LOCK_KEY, "p": PUBLISHING_LOCK_KEY})).scalar_one() == 0
+
+
+@pytest.mark.postgres
+async def test_a_replay_waits_for_a_batch_published_but_not_yet_marked(app: Any) -> None:
+    """The seam between live and replayed events: a subscriber joins the channel after a
+    batch went out and replays before the batch is marked. The replay waits for the mark
+    (the dispatcher's publishing lock) and returns the batch, so nothing falls between."""
+    engine = app.state.services.engine
+    await drain(OutboxDispatcher(engine, app.state.broadcast))
+    business = uuid.uuid4()
+    published, release = asyncio.Event(), asyncio.Event()
+
+    class Held:
+        """A broker that takes the messages, then keeps the dispatcher waiting."""
+
+        async def publish(self, channel: str, message: Any) -> None:
+            published.set()
+            await release.wait()
+
+    async with engine.begin() as conn:
+        await conn.execute(insert(outbox).values(
+            id=uuid.uuid4(), business_id=business, event_type="seam.test", payload={"n": 1},
+            created_at=datetime.now(UTC)))
+    dispatching = asyncio.create_task(drain(OutboxDispatcher(engine, Held())))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(published.wait(), timeout=5)
+        replaying = asyncio.create_task(replay(engine, business, 0))
+        await asyncio.sleep(0.3)
+        assert not replaying.done()  # published, not marked: the replay waits
+        release.set()
+        assert [m.type for m in await asyncio.wait_for(replaying, timeout=5)] == ["seam.test"]
+        assert await asyncio.wait_for(dispatching, timeout=5) == 1
+    finally:
+        release.set()
+        if not dispatching.done():
+            dispatching.cancel()

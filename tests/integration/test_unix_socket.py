@@ -17,8 +17,8 @@ from tests.conftest import database_url
 from tests.integration.network_helpers import AUTHORIZATIONS, auth_body, issue_card, new_business, post_signed
 from veix.app import create_app
 from veix.config import Settings
-from veix.events.dispatcher import _connect
 from veix.persistence.engine import make_engine
+from veix.persistence.outbox_pg import connect
 
 pytestmark = pytest.mark.postgres
 
@@ -50,7 +50,7 @@ async def test_the_service_runs_on_postgresql_through_its_unix_socket(app, api, 
             r = await post_signed(client, AUTHORIZATIONS, auth_body(card, "12.00"),
                                   secret=other.state.services.network_secret)
         assert r.status_code == 200 and r.json()["response_code"] == "00", r.text
-        probe = await _connect(other.state.services.engine)
+        probe = await connect(other.state.services.engine)
         try:
             assert await probe.fetchval("SELECT inet_server_addr()") is None  # a local socket: no address
         finally:

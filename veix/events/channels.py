@@ -148,14 +148,15 @@ async def replay(
     )
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql" and dispatched_only:
-            # The seam: the dispatcher publishes a batch, then marks it, in one transaction
-            # under its advisory lock. A subscriber that joined the channel after the publish
-            # but read before the mark committed would miss those events. Taking the same
-            # lock shared waits for an in-flight batch; the query after it sees the marks.
-            from veix.events.dispatcher import DISPATCH_LOCK_KEY
+            # The seam: the dispatcher publishes a batch, then marks it. A subscriber that
+            # joined the channel after the publish but read before the mark committed would
+            # miss those events. The dispatcher holds its publishing lock from before the
+            # publish until the mark has committed: taking it shared waits for an in-flight
+            # batch; the query after it sees the marks.
+            from veix.events.dispatcher import PUBLISHING_LOCK_KEY
 
             async with conn.begin():
-                await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DISPATCH_LOCK_KEY})
+                await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": PUBLISHING_LOCK_KEY})
                 rows = (await conn.execute(query)).all()
         else:
             rows = (await conn.execute(query)).all()

@@ -27,14 +27,26 @@ reorders it). Consequence used by
 :func:`veix.events.channels.replay`: the dispatched rows are a gap-free prefix
 of the outbox.
 
-Several dispatchers (``veix serve`` replicas, ``veix worker`` processes) may run
-against one PostgreSQL database: each batch is one transaction holding a
-transaction-level advisory lock (so two batches are never published
-interleaved, which would break per-business order) and selecting its rows
-``FOR UPDATE SKIP LOCKED``; a dispatcher that does not get the lock returns at
-once and stands by: it tries again ``FOLLOWER_INTERVAL`` later, not on every
-commit its probe sees (which then reads that rarely too), so the others take
-over within that long when one dies and cost next to nothing while it lives.
+Several dispatchers (``veix serve`` replicas and workers, ``veix worker`` processes)
+may run against one PostgreSQL database: one leads. On PostgreSQL a dispatcher
+works on a plain asyncpg connection of its own (not one of the engine's pool)
+holding a session-level advisory lock, the dispatch lock, for as long as it
+lives; a run of a dispatcher that does not get the lock returns at once and
+stands by: it tries again ``FOLLOWER_INTERVAL`` later, not on every commit its
+probe sees (which then reads that rarely too), so another takes over within that
+long when the leader's connection ends (its process died, or a failed run closed
+it) and costs next to nothing while it lives. Only the leader publishes, so
+batches are never published interleaved (which would break per-business order).
+A run is at most four statements (``veix.persistence.outbox_pg``): the sequence's
+last value; one that reads the snapshot, takes the transaction id when the
+sequence moved, advances the horizon, reads the batch with each event's message
+already serialised by PostgreSQL and, when there is one, takes the publishing
+lock; after publishing, one that marks the batch and queues its webhook
+deliveries (so both or neither); then the publishing lock's release. (Replay
+takes that lock shared: it reads before a batch is published or after it is
+marked, see :func:`veix.events.channels.replay`.) A run outside ``run_forever`` (tests,
+one-off runs) opens the connection and closes it again, lock included. On SQLite
+a run is one write transaction that selects, publishes and marks.
 Over Redis the events of a batch are published in one pipeline.
 
 Wake-ups. Polling every ``interval`` alone puts 0 to ``interval`` (and, when the
@@ -61,25 +73,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from veix.events.channels import EventMessage, channel_of
 from veix.persistence.engine import WRITE
+from veix.persistence.outbox_pg import PgOutbox, connect
 from veix.persistence.tables import outbox
-from veix.persistence.webhooks import fan_out
+from veix.persistence.webhooks import fan_out, plan_deliveries
 
 log = logging.getLogger("veix.events.dispatcher")
 
-# Serialises dispatch batches across processes on PostgreSQL.
+# PostgreSQL advisory locks: the leader's, held while a dispatcher lives; the
+# publishing lock, held from before a batch is published until it is marked
+# (replay takes it shared: veix.persistence.outbox_pg.PgOutbox).
 DISPATCH_LOCK_KEY = 0x0B7B_0C5E
+PUBLISHING_LOCK_KEY = 0x0B7B_0C5F
 # The longest wait between two runs while the horizon is held back (below ``interval``).
 RETRY_MAX = 0.05
 # A dispatcher that found another one holding the dispatch lock tries again after this
@@ -109,11 +124,14 @@ class OutboxDispatcher:
         self._postgres = engine.dialect.name == "postgresql"
         # The probe connection is a plain asyncpg one; other drivers only poll.
         self.probing = probing and self._postgres and engine.dialect.driver == "asyncpg"
-        self._sequence: str | None = None
         # PostgreSQL safe horizon: (an id of ours taken after reading the sequence, the value read), oldest first.
         self._pending: deque[tuple[int, int]] = deque()
         self._safe_seq = 0
         self._wake = asyncio.Event()
+        self._db: PgOutbox | None = None  # PostgreSQL: the dispatcher's own connection
+        self._serving = False  # run_forever keeps that connection (and the lock) between runs
+        self._leading = False  # this connection holds the dispatch lock
+        self._drained = False  # the last batch left nothing at or below the horizon
         self.probe_up = False  # the probe connection is up (tests, logs)
         self.following = False  # PostgreSQL: the last run found another dispatcher holding the lock
 
@@ -124,15 +142,15 @@ class OutboxDispatcher:
 
     async def run_once(self) -> int:
         """Publish one batch of undispatched rows in ``seq`` order and mark them; returns how many."""
-        if not self._postgres and not await self._any_pending():
+        if self._postgres:
+            return await self._run_postgres()
+        if not await self._any_pending():
             return 0  # SQLite: do not take the write lock for nothing every poll
         conn = await self.engine.connect()
         try:
             conn = await conn.execution_options(**WRITE)
             async with conn.begin():
-                if self._postgres:
-                    return await self._run_postgres(conn)
-                return await self._publish_and_mark(conn, None)
+                return await self._publish_and_mark(conn)
         finally:
             await conn.close()
 
@@ -142,38 +160,8 @@ class OutboxDispatcher:
                 select(outbox.c.seq).where(outbox.c.dispatched_at.is_(None)).limit(1))).first()
         return found is not None
 
-    async def _run_postgres(self, conn: AsyncConnection) -> int:
-        locked = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                     {"k": DISPATCH_LOCK_KEY})).scalar_one()
-        self.following = not locked
-        if not locked:
-            return 0
-        await self._advance_horizon(conn)
-        return await self._publish_and_mark(conn, self._safe_seq)
-
-    async def _advance_horizon(self, conn: AsyncConnection) -> None:
-        if self._sequence is None:
-            self._sequence = (await conn.execute(
-                text("SELECT pg_get_serial_sequence('outbox', 'seq')"))).scalar_one()
-        # The sequence first, then an id of our own (separate statements): every seq <= last
-        # belongs to a transaction whose id is below ours (see the module docstring).
-        value = (await conn.execute(text("SELECT pg_sequence_last_value(CAST(:s AS regclass))"),
-                                    {"s": self._sequence})).scalar_one()
-        last = 0 if value is None else int(value)  # NULL: no value handed out yet
-        moved = last > self._safe_seq and (not self._pending or self._pending[-1][1] < last)
-        if not moved and not self._pending:
-            return  # nothing new, nothing waiting: no snapshot, no id (an idle poll writes nothing)
-        snap = (await conn.execute(text(
-            "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_current_xact_id()::text::bigint AS bound "
-            "FROM pg_current_snapshot() AS s" if moved else
-            "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin FROM pg_current_snapshot() AS s"))).one()
-        xmin = int(snap.xmin)
-        if moved:
-            self._pending.append((int(snap.bound), last))
-        while self._pending and self._pending[0][0] <= xmin:
-            self._safe_seq = max(self._safe_seq, self._pending.popleft()[1])
-
-    async def _publish_and_mark(self, conn: AsyncConnection, horizon: int | None) -> int:
+    async def _publish_and_mark(self, conn: AsyncConnection) -> int:
+        """SQLite: one transaction (the database's one writer) selects, publishes, marks."""
         query = (
             select(outbox.c.seq, outbox.c.id, outbox.c.business_id, outbox.c.event_type,
                    outbox.c.payload, outbox.c.created_at)
@@ -181,13 +169,12 @@ class OutboxDispatcher:
             .order_by(outbox.c.seq)
             .limit(self.batch)
         )
-        if horizon is not None:
-            query = query.where(outbox.c.seq <= horizon).with_for_update(skip_locked=True)
         rows = (await conn.execute(query)).all()
         if not rows:
             return 0
         await publish_all(self.broadcast, [(channel_of(row.business_id), EventMessage.from_row(row).to_json())
                                            for row in rows])
+        await self._published()
         now = datetime.now(UTC)
         # Outbound webhooks: queue the deliveries in the transaction that marks the rows, so an
         # event is fanned out exactly once however often it is published (veix.events.webhooks).
@@ -197,6 +184,66 @@ class OutboxDispatcher:
             .values(dispatched_at=now))
         return len(rows)
 
+    async def _published(self) -> None:
+        """Between publishing a batch and marking it (a crash here: the batch goes again)."""
+
+    async def _run_postgres(self) -> int:
+        """PostgreSQL: on the dispatcher's own connection (see the module docstring), kept
+        by ``run_forever``; a run outside it opens one and closes it again, lock included."""
+        if self._db is None:
+            self._db = await PgOutbox.open(self.engine, PUBLISHING_LOCK_KEY)
+        try:
+            return await self._run_batch(self._db)
+        except BaseException:
+            await self._close_db()  # a failed connection is not used again (the lock goes with it)
+            raise
+        finally:
+            if not self._serving:
+                await self._close_db()
+
+    async def _close_db(self) -> None:
+        db, self._db, self._leading = self._db, None, False
+        if db is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(db.close())
+
+    async def _run_batch(self, db: PgOutbox) -> int:
+        if not self._leading:
+            self._leading = await db.lead(DISPATCH_LOCK_KEY)
+            self.following = not self._leading
+            if not self._leading:
+                return 0
+        # The sequence first, then (next statement) an id of our own: every seq <= last
+        # belongs to a transaction whose id is below ours (see the module docstring).
+        last = await db.last_value()
+        moved = last > self._safe_seq and (not self._pending or self._pending[-1][1] < last)
+        if not moved and not self._pending and self._drained:
+            return 0  # nothing new, nothing waiting, nothing left below the horizon
+        self._drained = False
+        batch = await db.batch(self._safe_seq, self._pending, last if moved else None, self.batch)
+        if moved:
+            assert batch.taken is not None
+            self._pending.append((batch.taken, last))
+        while self._pending and self._pending[0][0] <= batch.xmin:
+            self._safe_seq = max(self._safe_seq, self._pending.popleft()[1])
+        self._safe_seq = max(self._safe_seq, batch.horizon)
+        events = batch.events
+        if not events:
+            self._drained = True
+            return 0
+        await publish_all(self.broadcast, [(channel_of(e.business_id), e.message) for e in events])
+        await self._published()
+        now = datetime.now(UTC)
+        hooked = [e for e in events if e.hooked]
+        # Outbound webhooks: queued by the statement that marks the rows, so an event is fanned
+        # out exactly once however often it is published (veix.events.webhooks).
+        deliveries = plan_deliveries(hooked, await db.endpoints(
+            e.business_id for e in hooked if e.business_id is not None), now) \
+            if hooked else []
+        await db.mark([e.seq for e in events], deliveries, now)
+        self._drained = len(events) < self.batch
+        return len(events)
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set: at once again after a full batch; when the probe saw
         a new outbox row (see the module docstring); soon again while the horizon is not safe; else
@@ -205,6 +252,7 @@ class OutboxDispatcher:
         listener = asyncio.create_task(self._run_probe(stop), name="veix-outbox-probe") if self.probing else None
         loop = asyncio.get_running_loop()
         retry = self.retry
+        self._serving = True
         try:
             while not stop.is_set():
                 self._wake.clear()  # what is committed from here on is seen by this run
@@ -212,13 +260,11 @@ class OutboxDispatcher:
                 failed = False
                 try:
                     count = await self.run_once()
-                except (SQLAlchemyError, OSError, ConnectionError):
-                    log.exception("outbox dispatch failed; retrying in %gs", self.interval)
-                    count, failed = 0, True
-                except Exception as exc:  # a broker client's own errors (e.g. redis.ConnectionError)
-                    if type(exc).__module__.split(".")[0] not in {"redis", "broadcaster"}:
+                except Exception as exc:  # database or broker away (their clients' own errors too)
+                    if not isinstance(exc, SQLAlchemyError | OSError | ConnectionError) and \
+                            type(exc).__module__.split(".")[0] not in {"asyncpg", "redis", "broadcaster"}:
                         raise
-                    log.exception("outbox publish failed; retrying in %gs", self.interval)
+                    log.exception("outbox dispatch failed; retrying in %gs", self.interval)
                     count, failed = 0, True
                 if count >= self.batch:
                     await asyncio.sleep(0)
@@ -243,6 +289,8 @@ class OutboxDispatcher:
                     if gap > 0:
                         await self._sleep(stop, gap, wake=False)
         finally:
+            self._serving = False
+            await self._close_db()
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -271,7 +319,7 @@ class OutboxDispatcher:
         while not stop.is_set():
             conn: Any = None
             try:
-                conn = await _connect(self.engine)
+                conn = await connect(self.engine)
                 closed = asyncio.get_running_loop().create_future()
 
                 def on_close(_conn: Any, closed: asyncio.Future[None] = closed) -> None:
@@ -322,12 +370,3 @@ async def publish_all(broadcast: Publisher, messages: list[tuple[str, str]]) -> 
         return
     for channel, message in messages:
         await broadcast.publish(channel, message)
-
-
-async def _connect(engine: AsyncEngine) -> Any:
-    """A plain asyncpg connection to the engine's database (not one of its pool's)."""
-    import asyncpg
-
-    _, params = engine.dialect.create_connect_args(engine.url)
-    accepted = inspect.signature(asyncpg.connect).parameters
-    return await asyncpg.connect(**{k: v for k, v in params.items() if k in accepted}, timeout=10)

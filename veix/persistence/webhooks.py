@@ -153,14 +153,21 @@ async def fan_out(conn: AsyncConnection, events: Sequence[Any], now: datetime) -
     if not businesses:
         return 0
     e = webhook_endpoints
-    rows = (await conn.execute(
+    endpoints = (await conn.execute(
         select(e.c.id, e.c.business_id, e.c.event_types)
         .where(e.c.business_id.in_(businesses), e.c.status == EndpointStatus.ENABLED.value))).all()
-    if not rows:
-        return 0
+    values = plan_deliveries(events, endpoints, now)
+    if values:
+        await conn.execute(insert(webhook_deliveries), values)
+    return len(values)
+
+
+def plan_deliveries(events: Sequence[Any], endpoints: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
+    """The deliveries to queue for ``events`` (as in :func:`fan_out`) given the enabled
+    ``endpoints`` (``id, business_id, event_types``) of their businesses: webhook_deliveries rows."""
     by_business: dict[uuid.UUID, list[Any]] = {}
-    for row in rows:
-        by_business.setdefault(row.business_id, []).append(row)
+    for endpoint in endpoints:
+        by_business.setdefault(endpoint.business_id, []).append(endpoint)
     values: list[dict[str, Any]] = []
     for event in events:
         for endpoint in by_business.get(event.business_id, []):
@@ -178,6 +185,4 @@ async def fan_out(conn: AsyncConnection, events: Sequence[Any], now: datetime) -
                 "status": DeliveryStatus.PENDING.value, "attempts": 0, "next_attempt_at": queued,
                 "created_at": queued, "updated_at": queued,
             })
-    if values:
-        await conn.execute(insert(webhook_deliveries), values)
-    return len(values)
+    return values
