@@ -336,7 +336,7 @@ JOB_MESSAGES = {
     "idempotency": "purged {} expired idempotency key(s)",
     "holds": "released {} expired card hold(s)",
     "cards": "expired {} card(s) past their expiry date",
-    "risk": "pruned {} risk history row(s) past the 90-day window",
+    "risk": "pruned {} risk history row(s) past their window (velocity: an hour, history: 90 days)",
 }
 
 

@@ -160,17 +160,19 @@ async def test_jobs_run_once_releases_an_expired_hold_and_expires_cards(cards_co
     holds = "SELECT balance FROM ledger_accounts WHERE kind = 'business_holds'"
     assert ws.sql(holds) == [("42.500000",)]
 
-    history = "SELECT (SELECT count(*) FROM card_risk_days), (SELECT count(*) FROM card_merchants)"
-    assert ws.sql(history) == [(1, 1)]  # the approval's day and merchant, for the fraud score
+    history = ("SELECT (SELECT count(*) FROM card_risk_minutes), (SELECT count(*) FROM card_risk_days), "
+               "(SELECT count(*) FROM card_merchants)")
+    assert ws.sql(history) == [(1, 1, 1)]  # the approval's minute, day and merchant, for the fraud score
 
     now = ws.ok("jobs", "run-once")  # nothing is due yet
     assert "released 0 expired card hold(s)" in now and "expired 0 card(s)" in now
-    assert "pruned 0 risk history row(s)" in now and ws.sql(history) == [(1, 1)]
+    assert "pruned 0 risk history row(s)" in now and ws.sql(history) == [(1, 1, 1)]
 
     later = ws.ok("jobs", "run-once", "--now", "2099-01-01T00:00:00Z")
     assert "released 1 expired card hold(s)" in later
     assert f"expired {CARDS} card(s) past their expiry date" in later
-    assert "pruned 2 risk history row(s) past the 90-day window" in later and ws.sql(history) == [(0, 0)]
+    assert "pruned 3 risk history row(s) past their window (velocity: an hour, history: 90 days)" in later
+    assert ws.sql(history) == [(0, 0, 0)]
     assert ws.sql("SELECT status, held_amount, released_amount FROM card_transactions") == [
         ("expired", "0.000000", "42.500000")]
     assert ws.sql(holds) == [("0.000000",)]

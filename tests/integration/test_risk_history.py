@@ -1,9 +1,9 @@
 """The fraud scorer's history of a card (veix.domain.risk, CardHistory).
 
-A decision reads the card's approved purchases of the last hour (velocity),
-the per-UTC-day aggregates of its approved purchases over 90 days
-(``card_risk_days``) and the merchants it was approved at (``card_merchants``),
-both kept in the authorization's own transaction. These tests drive
+A decision reads the per-UTC-minute aggregates of the card's approved
+purchases of the last hour (velocity, ``card_risk_minutes``), the per-UTC-day
+aggregates over 90 days (``card_risk_days``) and the merchants it was approved
+at (``card_merchants``), all kept in the authorization's own transaction. These tests drive
 authorizations through the network endpoint and ``simulateAuthorization``
 (on PostgreSQL the two take different stores: raw asyncpg and SQLAlchemy
 Core) and check the kept history against the ``card_transactions`` it
@@ -39,7 +39,7 @@ from veix.domain.events import utcnow
 from veix.domain.services.authorize import CardHistory
 from veix.persistence.engine import make_engine
 from veix.persistence.repositories.authorizations import SqlAuthorizationStore
-from veix.persistence.tables import card_merchants, card_risk_days, card_transactions
+from veix.persistence.tables import card_merchants, card_risk_days, card_risk_minutes, card_transactions
 
 network = network_helpers.network  # the fixture: signed HTTP to the app
 
@@ -52,16 +52,19 @@ BAKERY = {"name": "  Bäckerei Schmidt ", "mcc": "5462", "country": "DE"}
 class Kept:
     days: dict[date, tuple[int, Decimal, Decimal]]  # count, total, largest
     merchants: dict[str, tuple[datetime, datetime]]  # first and last seen
+    minutes: dict[datetime, tuple[int, Decimal]]  # count, total
 
 
 async def kept(engine: Any, card_id: uuid.UUID) -> Kept:
-    rd, cm = card_risk_days, card_merchants
+    rd, cm, rm = card_risk_days, card_merchants, card_risk_minutes
     async with engine.connect() as conn:
+        minutes = {r.minute: (r.count, r.amount) for r in await conn.execute(
+            select(rm).where(rm.c.card_id == card_id))}
         days = {r.day: (r.count, r.amount, r.max_amount) for r in await conn.execute(
             select(rd).where(rd.c.card_id == card_id))}
         merchants = {r.merchant_key: (r.first_seen_at, r.last_seen_at) for r in await conn.execute(
             select(cm).where(cm.c.card_id == card_id))}
-    return Kept(days, merchants)
+    return Kept(days, merchants, minutes)
 
 
 async def summarised(engine: Any, card_id: uuid.UUID) -> Kept:
@@ -70,6 +73,7 @@ async def summarised(engine: Any, card_id: uuid.UUID) -> Kept:
     ct = card_transactions
     days: dict[date, tuple[int, Decimal, Decimal]] = {}
     merchants: dict[str, tuple[datetime, datetime]] = {}
+    minutes: dict[datetime, tuple[int, Decimal]] = {}
     async with engine.connect() as conn:
         rows = (await conn.execute(select(ct).where(
             ct.c.card_id == card_id, ct.c.response_code == "00",
@@ -85,10 +89,13 @@ async def summarised(engine: Any, card_id: uuid.UUID) -> Kept:
         amount = r.billing_amount - increments.get(r.id, Decimal(0))
         n, total, top = days.get(day, (0, Decimal(0), amount))
         days[day] = (n + 1, total + amount, max(top, amount))
+        minute = r.created_at.astimezone(UTC).replace(second=0, microsecond=0)
+        n, total = minutes.get(minute, (0, Decimal(0)))
+        minutes[minute] = (n + 1, total + amount)
         key = (r.merchant_id or r.merchant_name or "").strip().lower()
         first, last = merchants.get(key, (r.created_at, r.created_at))
         merchants[key] = (min(first, r.created_at), max(last, r.created_at))
-    return Kept(days, merchants)
+    return Kept(days, merchants, minutes)
 
 
 async def a_card_with_history(api: Api, app: Any, network: Network) -> tuple[Any, Any, list[Decimal]]:
@@ -119,6 +126,8 @@ async def test_each_approved_purchase_is_kept_in_the_day_and_merchant_history(ap
 
     assert history == await summarised(engine, card.raw_id)
     assert list(history.days.values()) == [(5, sum(amounts), Decimal("35.50"))]
+    assert sum(n for n, _ in history.minutes.values()) == 5  # one minute, or two if the test crossed one
+    assert sum(total for _, total in history.minutes.values()) == sum(amounts)
     assert set(history.merchants) == {"m_trattoria", "bäckerei schmidt", "café einstein"}
 
 
@@ -132,6 +141,7 @@ async def test_a_repeated_authorization_counts_once(api, app, network):
     history = await kept(app.state.services.engine, card.raw_id)
 
     assert list(history.days.values()) == [(1, Decimal("10.00"), Decimal("10.00"))]
+    assert list(history.minutes.values()) == [(1, Decimal("10.00"))]
 
 
 async def test_both_stores_read_the_same_history_over_the_90_day_window(api, app, network):
@@ -168,6 +178,35 @@ async def test_both_stores_read_the_same_history_over_the_90_day_window(api, app
             await check(uow.authorizations.history)
 
 
+async def test_both_stores_count_the_velocity_windows_by_whole_minutes(api, app, network):
+    """The windows are the current UTC minute and the 10 (60) before it: an
+    approval counts until the end of its minute's 10th (60th) minute on."""
+    _, card, amounts = await a_card_with_history(api, app, network)
+    minutes = sorted((await kept(app.state.services.engine, card.raw_id)).minutes)
+    first, last = minutes[0], minutes[-1]  # the same minute unless the test crossed one
+    total, count = sum(amounts), len(amounts)
+    end_of = timedelta(seconds=59, microseconds=999999)
+
+    async def check(history: Any) -> None:
+        async def velocity(at: datetime) -> tuple[int, Decimal, int, Decimal]:
+            h = await history(card.raw_id, at, "m_trattoria")
+            return h.count_10m, h.amount_10m, h.count_1h, h.amount_1h
+
+        assert await velocity(first + timedelta(minutes=10) + end_of) == (count, total, count, total)
+        assert await velocity(last + timedelta(minutes=11)) == (0, 0, count, total)
+        assert await velocity(first + timedelta(minutes=60) + end_of) == (0, 0, count, total)
+        assert await velocity(last + timedelta(minutes=61)) == (0, 0, 0, 0)
+
+    async with app.state.services.engine.connect() as conn:
+        await check(SqlAuthorizationStore(conn).history)
+    pool = app.state.services.fast_pool
+    if pool is not None:
+        from veix.persistence.fast_pg import PgAuthorizationUnitOfWork
+
+        async with PgAuthorizationUnitOfWork(pool) as uow:
+            await check(uow.authorizations.history)
+
+
 async def test_the_worker_prunes_what_left_the_window(api, app, network):
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)
@@ -181,12 +220,12 @@ async def test_the_worker_prunes_what_left_the_window(api, app, network):
 
     pruned = await prune(utcnow() + timedelta(days=92))
 
-    assert pruned >= 2
-    assert await kept(engine, card.raw_id) == Kept({}, {})
+    assert pruned >= 3
+    assert await kept(engine, card.raw_id) == Kept({}, {}, {})
     assert await prune(utcnow() + timedelta(days=92)) == 0
 
 
-# ------------------------------------------------------------------ migration 0006
+# ------------------------------------------------------------------ migrations 0006 and 0007
 async def test_the_migration_fills_the_history_from_past_authorizations(scratch_url, tmp_path):
     settings = Settings(database_url=scratch_url, secrets_file=tmp_path / "secrets.json",
                         run_dispatcher=False).with_secrets()
@@ -196,7 +235,7 @@ async def test_the_migration_fills_the_history_from_past_authorizations(scratch_
                                      base_url="http://veix.test") as client, NetworkClient(application) as net:
             _, card, _ = await a_card_with_history(Api(client), application, Network(net))
         live = await kept(application.state.services.engine, card.raw_id)
-    assert live.days and live.merchants
+    assert live.days and live.merchants and live.minutes
 
     await migrate_to(scratch_url, "0005", down=True)  # the tables are gone
     await migrate_to(scratch_url, "head")  # and filled again from card_transactions

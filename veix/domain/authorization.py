@@ -34,6 +34,12 @@ def merchant_key(merchant_id: str | None, merchant_name: str | None) -> str:
     return (merchant_id or merchant_name or "").strip().lower()
 
 
+def velocity_minute(at: datetime) -> datetime:
+    """The UTC minute the fraud score's velocity windows count a moment in
+    (veix.domain.services.authorize.velocity_window)."""
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
 class AuthorizationStatus(str, Enum):
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
@@ -116,6 +122,11 @@ class StoredAuth:
     def history_day(self) -> date:
         """The UTC day the risk history counts this authorization in."""
         return self.created_at.astimezone(UTC).date()
+
+    @property
+    def history_minute(self) -> datetime:
+        """The UTC minute the velocity windows count this authorization in."""
+        return velocity_minute(self.created_at)
 
     @property
     def in_risk_history(self) -> bool:

@@ -109,7 +109,9 @@ class RiskFeatures:
     conversion). The velocity windows and the 90-day history cover the
     card's *approved* purchases and incremental authorizations *before* this
     one, each with the amount its own decision approved (an increment is not
-    counted again in its original). The velocity windows are exact; the
+    counted again in its original). The velocity windows count whole UTC
+    minutes (the current one and the 10, or 60, before: the stores keep them
+    per minute, see veix.domain.services.authorize.velocity_window); the
     history counts whole UTC days (today and the 90 before: the stores keep
     it per day, see veix.domain.services.authorize.history_window), the
     merchant seen before the exact last 90 days.

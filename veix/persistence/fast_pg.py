@@ -68,7 +68,7 @@ from veix.domain.errors import InsufficientFunds
 from veix.domain.events import DomainEvent
 from veix.domain.ledger import JournalEntry
 from veix.domain.risk import RiskAssessment
-from veix.domain.services.authorize import AuthCard, CardHistory, history_window, periods
+from veix.domain.services.authorize import AuthCard, CardHistory, history_window, periods, velocity_window
 from veix.domain.transactions import Transaction, TransactionStatus
 
 AUTHORIZATION_ATTEMPTS = Counter(
@@ -167,24 +167,17 @@ WHERE {where}
 """
 
 # The risk history of features() (CardHistory): the velocity windows from the
-# last hour's approved purchases (index on card_id, created_at; an approved
-# increment also grows its original's billing_amount, so it is summed only
-# when its original is outside the window: see SqlAuthorizationStore.history),
-# the history from the per-UTC-day aggregates since the day of $2 (at most 91
-# rows) and the merchant set: bounded reads whatever the card's past
-# (tables.card_risk_days).
+# per-minute aggregates since the minutes $3 and $4 (velocity_window: at most
+# 61 rows), the history from the per-UTC-day aggregates since the day of $2
+# (at most 91 rows) and the merchant set: bounded reads whatever the card's
+# past and traffic (tables.card_risk_minutes, card_risk_days).
 _HISTORY_SQL = """SELECT v.c10, v.a10, v.c1h, v.a1h, d.n, d.total, d.mx,
                       EXISTS (SELECT 1 FROM card_merchants m WHERE m.card_id = {card} AND m.merchant_key = $5
                               AND m.last_seen_at >= $2) AS seen
-                     FROM (SELECT count(*) FILTER (WHERE t.created_at >= $3) AS c10,
-                                  coalesce(sum(t.billing_amount) FILTER (
-                                      WHERE t.created_at >= $3 AND (p.id IS NULL OR p.created_at < $3)), 0) AS a10,
-                                  count(*) AS c1h,
-                                  coalesce(sum(t.billing_amount) FILTER (
-                                      WHERE p.id IS NULL OR p.created_at < $4), 0) AS a1h
-                           FROM card_transactions t LEFT JOIN card_transactions p ON p.id = t.parent_id
-                           WHERE t.card_id = {card} AND t.created_at >= $4 AND t.response_code = '00'
-                             AND t.kind IN ('purchase', 'incremental')) v,
+                     FROM (SELECT coalesce(sum(count) FILTER (WHERE minute >= $3), 0)::int AS c10,
+                                  coalesce(sum(amount) FILTER (WHERE minute >= $3), 0) AS a10,
+                                  coalesce(sum(count), 0)::int AS c1h, coalesce(sum(amount), 0) AS a1h
+                           FROM card_risk_minutes WHERE card_id = {card} AND minute >= $4) v,
                           (SELECT coalesce(sum(count), 0)::int AS n, coalesce(sum(amount), 0) AS total,
                                   coalesce(max(max_amount), 0) AS mx
                            FROM card_risk_days WHERE card_id = {card}
@@ -440,7 +433,7 @@ class PgAuthorizationStore:
             r = await self.conn.fetchrow(_CARD_SQL.format(where=where), key)
         else:
             r = await self.conn.fetchrow(_CARD_FEATURES_SQL.format(where=where), key, history_window(pre.now)[1],
-                                         pre.now - timedelta(minutes=10), pre.now - timedelta(hours=1),
+                                         *velocity_window(pre.now),
                                          pre.merchant_key, pre.periods)
         if r is None:
             return None
@@ -502,8 +495,7 @@ class PgAuthorizationStore:
                       (SELECT balance FROM ledger_accounts WHERE code = $7) AS balance,
                       h.*
                FROM (""" + _HISTORY_SQL.format(card="$1") + ") h",
-            card_id, history_window(now)[1], now - timedelta(minutes=10),
-            now - timedelta(hours=1), merchant_key, periods, account_code)
+            card_id, history_window(now)[1], *velocity_window(now), merchant_key, periods, account_code)
         assert r is not None
         spend = {k: Decimal(v) for k, v in (r["spend"] or {}).items()}
         return spend, _history(r), r["balance"] if r["balance"] is not None else Decimal(0)
@@ -781,6 +773,17 @@ class PgAuthorizationUnitOfWork:
                 f"FROM (VALUES {lines}) AS p(code, amount, currency))")
         history = [a for a, _ in self.deferred_rows if a.in_risk_history]
         if history:
+            minutes: dict[tuple[uuid.UUID, datetime], tuple[int, Decimal]] = {}
+            for a in history:
+                key = (a.card_id, a.history_minute)
+                n, total = minutes.get(key, (0, Decimal(0)))
+                minutes[key] = (n + 1, total + a.billing_amount)
+            rows = ", ".join(f"({arg(card_id)}, {arg(minute)}, {arg(n)}, {arg(total)})"
+                             for (card_id, minute), (n, total) in minutes.items())
+            parts.append(
+                f"rv AS (INSERT INTO card_risk_minutes (card_id, minute, count, amount) VALUES {rows} "
+                "ON CONFLICT (card_id, minute) DO UPDATE SET count = card_risk_minutes.count + EXCLUDED.count, "
+                "amount = card_risk_minutes.amount + EXCLUDED.amount)")
             days: dict[tuple[uuid.UUID, date], tuple[int, Decimal, Decimal]] = {}
             merchants: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
             for a in history:

@@ -37,11 +37,18 @@ from veix.domain.errors import VeixError
 from veix.domain.events import utcnow
 from veix.domain.services import cards as card_svc
 from veix.domain.services import settlement
-from veix.domain.services.authorize import history_window
+from veix.domain.services.authorize import history_window, velocity_window
 from veix.persistence.engine import WRITE
 from veix.persistence.repositories.authorizations import auth_from_row
 from veix.persistence.repositories.cards import card_from_row
-from veix.persistence.tables import card_merchants, card_risk_days, card_transactions, users, virtual_cards
+from veix.persistence.tables import (
+    card_merchants,
+    card_risk_days,
+    card_risk_minutes,
+    card_transactions,
+    users,
+    virtual_cards,
+)
 from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.security.card_vault import VaultCardStore
 from veix.security.vault import VaultError
@@ -157,21 +164,29 @@ async def _expire_card(engine: AsyncEngine, card_id: uuid.UUID, today: date, now
 
 # ------------------------------------------------------------------ risk history
 async def prune_risk_history(engine: AsyncEngine, now: datetime, batch: int = DEFAULT_BATCH) -> int:
-    """Delete what left the risk history's window (history_window): the day
-    aggregates of days before its first day and, when some were deleted (about
-    once a UTC day: the day that just left), the merchants not seen since its
-    start. Reads filter by the window anyway, so this only bounds the tables'
-    size; the merchant set is scanned at most once per day that left.
+    """Delete what left the fraud score's windows: the minutes before the
+    velocity windows (velocity_window: an hour ago), the day aggregates of days
+    before the history's first day (history_window) and, when some were
+    deleted (about once a UTC day: the day that just left), the merchants not
+    seen since its start. Reads filter by the windows anyway, so this only
+    bounds the tables' size; the merchant set is scanned at most once per day
+    that left. The minutes go in one statement: a decision writes only the
+    current minute, so nobody waits for the rows deleted.
 
     Returns how many rows were deleted.
     """
     first_day, since = history_window(now)
-    rd, cm = card_risk_days, card_merchants
+    rm, rd, cm = card_risk_minutes, card_risk_days, card_merchants
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**WRITE)
+        async with conn.begin():
+            minutes = int((await conn.execute(
+                delete(rm).where(rm.c.minute < velocity_window(now)[1]))).rowcount or 0)
     days = await _delete_in_batches(engine, rd, (rd.c.card_id, rd.c.day), rd.c.day < first_day, batch)
     if not days:
-        return 0
-    return days + await _delete_in_batches(engine, cm, (cm.c.card_id, cm.c.merchant_key),
-                                           cm.c.last_seen_at < since, batch)
+        return minutes
+    return minutes + days + await _delete_in_batches(engine, cm, (cm.c.card_id, cm.c.merchant_key),
+                                                     cm.c.last_seen_at < since, batch)
 
 
 async def _delete_in_batches(engine: AsyncEngine, table: Any, key: tuple[Any, ...], due: Any, batch: int) -> int:

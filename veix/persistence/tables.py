@@ -287,6 +287,17 @@ card_risk_days = Table(
     Index("ix_card_risk_days_day", "day"),  # the worker's pruning
 )
 
+# The fraud score's velocity windows: approvals per card and UTC minute
+# (veix.domain.services.authorize.velocity_window), kept with the decisions
+# like card_risk_days; the worker deletes what is more than an hour old.
+card_risk_minutes = Table(
+    "card_risk_minutes", metadata,
+    Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),
+    Column("minute", UTCDateTime, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("amount", MoneyType, nullable=False),
+)
+
 card_merchants = Table(
     "card_merchants", metadata,
     Column("card_id", Uuid, ForeignKey("virtual_cards.id"), primary_key=True),

@@ -19,7 +19,14 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from veix.domain import ledger
-from veix.domain.authorization import AuthorizationStatus, AuthRequest, AuthResult, StoredAuth, decline
+from veix.domain.authorization import (
+    AuthorizationStatus,
+    AuthRequest,
+    AuthResult,
+    StoredAuth,
+    decline,
+    velocity_minute,
+)
 from veix.domain.card_controls import CardControls, check_amounts, check_merchant, check_time
 from veix.domain.cards import Card, CardStatus, CardType, expiry_text
 from veix.domain.dynamic_cvv import cvv_matches
@@ -58,6 +65,16 @@ def history_window(now: datetime) -> tuple[date, datetime]:
     day HISTORY_DAYS days ago, the merchants' at that exact moment."""
     start = now.astimezone(UTC) - timedelta(days=HISTORY_DAYS)
     return start.date(), start
+
+
+def velocity_window(now: datetime) -> tuple[datetime, datetime]:
+    """The first minutes the "last 10 minutes" and "last hour" velocity windows
+    count: the stores keep approvals per card and UTC minute (a read costs at
+    most 61 rows, whatever the card's traffic), so a window is the current
+    minute and the 10 (60) whole minutes before it: all of the exact last 10
+    minutes (hour), and at most one minute more."""
+    minute = velocity_minute(now)
+    return minute - timedelta(minutes=10), minute - timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ on SQLite (TEXT) and in SQL on PostgreSQL (NUMERIC).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +18,9 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from veix.domain.authorization import RISK_HISTORY_KINDS, AuthorizationStatus, StoredAuth
+from veix.domain.authorization import AuthorizationStatus, StoredAuth
 from veix.domain.risk import RiskAssessment
-from veix.domain.services.authorize import AuthCard, CardHistory, history_window
+from veix.domain.services.authorize import AuthCard, CardHistory, history_window, velocity_window
 from veix.domain.transactions import Transaction, TransactionStatus
 from veix.persistence import mappers as m
 from veix.persistence.repositories.cards import card_from_row, controls_from_row
@@ -29,6 +29,7 @@ from veix.persistence.tables import (
     card_controls,
     card_merchants,
     card_risk_days,
+    card_risk_minutes,
     card_spend,
     card_transactions,
     fraud_alerts,
@@ -145,43 +146,38 @@ class SqlAuthorizationStore:
                 index_elements=["card_id", "period"], set_={"amount": ins.excluded.amount}))
 
     async def history(self, card_id: uuid.UUID, now: datetime, merchant_key: str) -> CardHistory:
-        """The velocity windows from the last hour's card transactions, the
-        history from the per-day aggregates and the merchant set: a bounded
-        number of rows whatever the card's past (tables.card_risk_days)."""
-        ct, rd, cm = card_transactions, card_risk_days, card_merchants
+        """The velocity windows from the per-minute aggregates (at most 61
+        rows), the history from the per-day aggregates (at most 91) and the
+        merchant set: a bounded read whatever the card's past and traffic
+        (tables.card_risk_minutes, card_risk_days)."""
+        rm, rd, cm = card_risk_minutes, card_risk_days, card_merchants
         first_day, since = history_window(now)
-        ten, hour = now - timedelta(minutes=10), now - timedelta(hours=1)
-        recent = (await self.conn.execute(
-            select(ct.c.id, ct.c.created_at, ct.c.billing_amount, ct.c.parent_id).where(
-                ct.c.card_id == card_id, ct.c.created_at >= hour, ct.c.response_code == "00",
-                ct.c.kind.in_(RISK_HISTORY_KINDS)))).all()
-        recent_10m = [r for r in recent if r.created_at >= ten]
-        # An approved increment also grew its original's billing_amount: it
-        # adds to a window's amount only when the original is outside it.
-        started = {r.id: r.created_at for r in recent}
-
-        def amount(rows: list[Any], start: datetime) -> Decimal:
-            return sum((r.billing_amount for r in rows
-                        if r.parent_id not in started or started[r.parent_id] < start), Decimal(0))
-
+        ten, hour = velocity_window(now)
+        minutes = (await self.conn.execute(select(rm.c.minute, rm.c.count, rm.c.amount).where(
+            rm.c.card_id == card_id, rm.c.minute >= hour))).all()
+        last_10m = [m for m in minutes if m.minute >= ten]
         days = (await self.conn.execute(select(rd.c.count, rd.c.amount, rd.c.max_amount).where(
             rd.c.card_id == card_id, rd.c.day >= first_day))).all()
         seen = (await self.conn.execute(select(cm.c.card_id).where(
             cm.c.card_id == card_id, cm.c.merchant_key == merchant_key, cm.c.last_seen_at >= since))).first()
         count = sum(d.count for d in days)
         return CardHistory(
-            count_10m=len(recent_10m), amount_10m=amount(recent_10m, ten),
-            count_1h=len(recent), amount_1h=amount(list(recent), hour),
+            count_10m=sum(m.count for m in last_10m), amount_10m=sum((m.amount for m in last_10m), Decimal(0)),
+            count_1h=sum(m.count for m in minutes), amount_1h=sum((m.amount for m in minutes), Decimal(0)),
             history_count=count, history_mean=CardHistory.mean(sum((d.amount for d in days), Decimal(0)), count),
             history_max=max((d.max_amount for d in days), default=Decimal(0)), seen_merchant=seen is not None)
 
     async def _add_to_history(self, auth: StoredAuth) -> None:
-        """Count an approved purchase in the card's risk history (its day's
-        aggregate and its merchant), in the decision's transaction."""
-        rd, cm = card_risk_days, card_merchants
-        day = auth.history_day
+        """Count an approved purchase in the card's risk history (its minute's
+        and its day's aggregates and its merchant), in the decision's transaction."""
+        rm, rd, cm = card_risk_minutes, card_risk_days, card_merchants
+        day, minute = auth.history_day, auth.history_minute
         amount = auth.billing_amount
         if self.pg:
+            mn = postgresql.insert(rm).values(card_id=auth.card_id, minute=minute, count=1, amount=amount)
+            await self.conn.execute(mn.on_conflict_do_update(
+                index_elements=["card_id", "minute"],
+                set_={"count": rm.c.count + 1, "amount": rm.c.amount + mn.excluded.amount}))
             ins = postgresql.insert(rd).values(card_id=auth.card_id, day=day, count=1, amount=amount,
                                                max_amount=amount)
             await self.conn.execute(ins.on_conflict_do_update(
@@ -195,6 +191,12 @@ class SqlAuthorizationStore:
                 set_={"last_seen_at": func.greatest(cm.c.last_seen_at, mins.excluded.last_seen_at)}))
             return
         # SQLite stores money as TEXT: add in Python (write transactions are serial).
+        now_row = (await self.conn.execute(select(rm.c.count, rm.c.amount).where(
+            rm.c.card_id == auth.card_id, rm.c.minute == minute))).first()
+        n, total = (now_row.count, now_row.amount) if now_row else (0, Decimal(0))
+        smn = sqlite.insert(rm).values(card_id=auth.card_id, minute=minute, count=n + 1, amount=total + amount)
+        await self.conn.execute(smn.on_conflict_do_update(
+            index_elements=["card_id", "minute"], set_={"count": smn.excluded.count, "amount": smn.excluded.amount}))
         row = (await self.conn.execute(select(rd.c.count, rd.c.amount, rd.c.max_amount).where(
             rd.c.card_id == auth.card_id, rd.c.day == day))).first()
         count, total, top = (row.count, row.amount, row.max_amount) if row else (0, Decimal(0), amount)
