@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -60,7 +61,7 @@ def _endpoint(services: Services, name: str,
         if previous is not None:
             return JSONResponse(previous[1], status_code=previous[0])
         try:
-            raw = json.loads(body)
+            raw = orjson.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(400, "invalid_json", "The body is not valid JSON")
         try:
@@ -167,7 +168,7 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
         except SignatureError as exc:
             return 401, _error_body("invalid_signature", exc.reason)
         try:
-            raw = json.loads(body)
+            raw = orjson.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return 400, _error_body("invalid_json", "The body is not valid JSON")
         try:
@@ -200,7 +201,7 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
                 break
         body = b"".join(chunks) if size <= MAX_BODY else b"x" * (MAX_BODY + 1)
         status, response = await fast_answer(Headers(scope=scope), body)
-        data = json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        data = orjson.dumps(response)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(data)).encode("latin-1")),
                                 (b"content-type", b"application/json")]})
