@@ -546,7 +546,7 @@ async def test_quotes_backslashes_and_braces_are_stored_as_sent(api, app, networ
         # The locked path's lock statement takes the card's key as a literal (see fast_pg): quotes are data.
         from veix.persistence import fast_pg
 
-        async with pool.acquire() as conn:
+        async with pool.connection() as conn:
             for token in tokens:
                 sql = await fast_pg._execute_text(conn, fast_pg._LOCK_SQL.format(where="public_token = $1"),
                                                   (token,))

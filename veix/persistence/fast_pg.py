@@ -49,9 +49,13 @@ some hundred literals and Python's quoting cost more than the round trip.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import inspect
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -107,18 +111,104 @@ async def _init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """The hot path never leaves session state behind (no advisory locks,
-    LISTEN, SET or cursors; transactions always end), so the default reset
-    round trip on every release is saved."""
-
-
-async def create_pool(sqlalchemy_url: str, *, size: int) -> asyncpg.Pool:
+async def create_pool(sqlalchemy_url: str, *, size: int) -> HotPool:
     args = asyncpg_connect_args(sqlalchemy_url)
     settings = {**(args.pop("server_settings", None) or {}), "timezone": "UTC", "jit": "off",
                 "plan_cache_mode": "force_generic_plan", "standard_conforming_strings": "on"}
-    return await asyncpg.create_pool(**args, min_size=1, max_size=size, init=_init, reset=_no_reset,
-                                     server_settings=settings)
+    pool = HotPool({**args, "server_settings": settings}, size=size)
+    pool.release(await pool.acquire())  # fail at start-up, not on the first authorization
+    return pool
+
+
+class HotPool:
+    """The authorization path's connections: up to ``size``, opened on demand and
+    handed out most recently used first. What asyncpg's Pool adds around each
+    acquire and release (a proxy object, timeouts, a shielded release task) was 4 %
+    of a worker's CPU, for features this path does not use: its connections
+    never leave session state behind (no SET, LISTEN or advisory locks;
+    transactions always end), so a release only checks that the connection is
+    still usable (open, not in a transaction) and otherwise closes it; a
+    waiter then opens a new one."""
+
+    def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self._args = connect_args
+        self._size = size
+        self._free: list[asyncpg.Connection] = []
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._open = 0  # connections open or being opened
+        self._closed = False
+
+    async def acquire(self) -> asyncpg.Connection:
+        while True:
+            if self._closed:
+                raise asyncpg.InterfaceError("the pool is closed")
+            while self._free:
+                conn = self._free.pop()
+                if not conn.is_closed():
+                    return conn
+                self._open -= 1
+            if self._open < self._size:
+                self._open += 1
+                try:
+                    conn = await asyncpg.connect(**self._args)
+                    await _init(conn)
+                except BaseException:
+                    self._open -= 1
+                    self._wake_one(None)  # a waiter may open one instead
+                    raise
+                return conn
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self.release(waiter.result())  # handed over just as we were cancelled
+                raise
+            if handed is not None:
+                return handed
+            # None: a connection was dropped; loop to open a new one
+
+    def release(self, conn: asyncpg.Connection) -> None:
+        if self._closed or conn.is_closed() or conn.is_in_transaction():
+            if not conn.is_closed():
+                conn.terminate()  # e.g. cancelled mid-statement: never hand it out again
+            self._open -= 1
+            self._wake_one(None)
+            return
+        if not self._wake_one(conn):
+            self._free.append(conn)
+
+    def _wake_one(self, conn: asyncpg.Connection | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        conn = await self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use close when released."""
+        self._closed = True
+        free, self._free = self._free, []
+        for conn in free:
+            self._open -= 1
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the pool is closed"))
 
 
 def _set(v: Any) -> frozenset[Any] | None:
@@ -610,7 +700,7 @@ class PgAuthorizationUnitOfWork:
     balance-checking debit included (``defer_debits``), is kept and sent as ONE
     statement before COMMIT."""
 
-    def __init__(self, pool: asyncpg.Pool, *, assume_new: bool = False, defer_debits: bool = False,
+    def __init__(self, pool: HotPool, *, assume_new: bool = False, defer_debits: bool = False,
                  optimistic: bool = False) -> None:
         self.pool = pool
         self.optimistic = optimistic
@@ -641,9 +731,7 @@ class PgAuthorizationUnitOfWork:
             if self.begun and not self._done:
                 await self.conn.execute("ROLLBACK")
         finally:
-            if self.conn.is_in_transaction():  # e.g. cancelled mid-statement: never pool it so
-                self.conn.terminate()
-            await self.pool.release(self.conn)
+            self.pool.release(self.conn)  # terminated there if still in a transaction
 
     async def begin(self, then: str = "") -> None:
         """Open the transaction, once; ``then``, a statement without

@@ -1,0 +1,103 @@
+"""The authorization path's connection pool (veix.persistence.fast_pg.HotPool) on a real
+PostgreSQL: a bound on connections, waiters served in turn, and no connection handed
+out again that is closed, killed by the server or left in a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.conftest import database_url
+from veix.persistence.fast_pg import HotPool, asyncpg_connect_args, create_pool
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[HotPool]:
+    made = await create_pool(database_url(), size=2)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def test_at_most_size_connections_and_a_waiter_gets_the_next_one_released(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    assert first is not second
+    third = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0.1)
+    assert not third.done()  # both in use: it waits
+    pool.release(first)
+    assert await asyncio.wait_for(third, timeout=2) is first
+    pool.release(second)
+    pool.release(first)
+    assert await pool.acquire() is first  # most recently released first
+    pool.release(first)
+
+
+async def test_a_connection_left_in_a_transaction_is_closed_not_reused(pool: HotPool) -> None:
+    conn = await pool.acquire()
+    await conn.execute("BEGIN")
+    pool.release(conn)  # e.g. a statement cancelled mid-transaction
+    assert conn.is_closed()
+    again = await pool.acquire()
+    assert again is not conn and await again.fetchval("SELECT 1") == 1
+    assert not again.is_in_transaction()
+    pool.release(again)
+
+
+async def test_a_waiter_gets_a_new_connection_when_one_is_dropped(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    waiting = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0.05)
+    await first.execute("BEGIN")
+    pool.release(first)  # dropped: the waiter opens a new one instead of waiting forever
+    fresh = await asyncio.wait_for(waiting, timeout=5)
+    assert fresh is not first and fresh is not second and await fresh.fetchval("SELECT 1") == 1
+    pool.release(fresh)
+    pool.release(second)
+
+
+async def test_a_connection_the_server_ended_is_skipped(pool: HotPool) -> None:
+    conn = await pool.acquire()
+    pid = conn.get_server_pid()
+    pool.release(conn)
+    admin = await asyncpg.connect(**asyncpg_connect_args(database_url()))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.2)  # the client sees the socket close
+    assert conn.is_closed()
+    async with pool.connection() as fresh:
+        assert fresh is not conn and await fresh.fetchval("SELECT 1") == 1
+
+
+async def test_a_cancelled_waiter_loses_no_connection(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    waiting = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    pool.release(first)
+    pool.release(second)
+    got = [await asyncio.wait_for(pool.acquire(), timeout=2) for _ in range(2)]
+    assert {id(c) for c in got} == {id(first), id(second)}
+    for conn in got:
+        pool.release(conn)
+
+
+async def test_closing_ends_idle_connections_and_refuses_new_acquires(pool: HotPool) -> None:
+    idle, busy = await pool.acquire(), await pool.acquire()
+    pool.release(idle)
+    await pool.close()
+    assert idle.is_closed() and not busy.is_closed()
+    pool.release(busy)  # in use while closing: closed when released
+    assert busy.is_closed()
+    with pytest.raises(Exception, match="closed"):
+        await pool.acquire()
