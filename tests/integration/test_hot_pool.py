@@ -101,3 +101,13 @@ async def test_closing_ends_idle_connections_and_refuses_new_acquires(pool: HotP
     assert busy.is_closed()
     with pytest.raises(Exception, match="closed"):
         await pool.acquire()
+
+
+async def test_a_failed_connect_frees_its_slot() -> None:
+    """The database unreachable: each acquire fails at once (its slot is given back, so
+    the next one tries again instead of waiting for a connection that never comes)."""
+    pool = HotPool({"host": "127.0.0.1", "port": 1, "user": "postgres", "timeout": 2}, size=1)
+    for _ in range(2):
+        with pytest.raises(ConnectionRefusedError):  # not a TimeoutError from waiting
+            await asyncio.wait_for(pool.acquire(), timeout=5)
+    await pool.close()

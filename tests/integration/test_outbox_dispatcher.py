@@ -539,3 +539,38 @@ async def test_a_replay_waits_for_a_batch_published_but_not_yet_marked(app: Any)
         release.set()
         if not dispatching.done():
             dispatching.cancel()
+
+
+async def test_a_broker_failure_is_retried_and_nothing_is_lost(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    """The broker refuses the first publishes (its client's own error): the running
+    dispatcher logs, backs off and publishes the same events later, in order, each once
+    marked (on PostgreSQL it gives up its connection, and the lock, and takes them again)."""
+    import redis
+
+    token, business_id = owner
+    engine, broadcast = app.state.services.engine, app.state.broadcast
+    await drain(OutboxDispatcher(engine, broadcast))
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.refusals = 3
+
+        async def publish(self, channel: str, message: Any) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise redis.ConnectionError("broker away")
+            await broadcast.publish(channel, message)
+
+    flaky = Flaky()
+    dispatcher = OutboxDispatcher(engine, flaky, interval=0.05)
+    async with listening(broadcast, business_channel(raw(business_id))) as listener:
+        for amount in ("1.00", "2.00"):
+            await fund(api, token, business_id, amount)
+        async with running(dispatcher):
+            await listener.wait_for(lambda: len(listener.of_type("transaction.created")) == 2, within=10)
+            assert flaky.refusals == 0
+            created = listener.of_type("transaction.created")
+            assert [m.payload["amount"] for m in created] == ["1.00", "2.00"]
+            assert None not in await dispatched_at(app, [m.id for m in created])
+            assert not dispatcher.following
