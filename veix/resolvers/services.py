@@ -26,7 +26,7 @@ class Services:
     scorer: Any = None  # veix.domain.risk.RiskScorer
     rates: Any = None  # veix.domain.fx.ExchangeRateProvider
     network_secret: str = ""
-    fast_pool: Any = None  # asyncpg pool for the authorization hot path (PostgreSQL only)
+    fast_pool: Any = None  # fast_pg.HotPool: the authorization hot path's connections (PostgreSQL only)
     # Webhook endpoint URLs: https only, no private/loopback hosts (production). Development
     # (False) also allows http and local receivers.
     webhook_strict_urls: bool = True
