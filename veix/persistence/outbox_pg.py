@@ -1,11 +1,12 @@
 """The outbox dispatcher's statements on PostgreSQL (see :mod:`veix.events.dispatcher`).
 
 They run on one plain asyncpg connection the dispatcher keeps for itself (not one
-of the engine's pool: it holds the dispatch lock for as long as it leads), three
-round trips per batch: the sequence's last value; one statement that reads the
-snapshot, takes a transaction id when asked, works out the safe horizon and reads
-the batch with each event's message already serialised; after publishing, one
-statement that marks the batch and queues its webhook deliveries.
+of the engine's pool: it holds the dispatch lock for as long as it leads), at most
+four round trips per batch: the sequence's last value; one statement that reads the
+snapshot, takes a transaction id when asked, works out the safe horizon, reads the
+batch with each event's message already serialised and takes the publishing lock;
+after publishing, one statement that marks the batch and queues its webhook
+deliveries; then the publishing lock's release.
 """
 
 from __future__ import annotations
