@@ -93,11 +93,17 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
 
-def _reuse_port_socket(family: int, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family=family)
+def _bound(cls: Any, family: int, host: str, port: int) -> Any:
+    """A ``cls`` socket bound to the address with SO_REUSEPORT (not listening yet)."""
+    sock = cls(family=family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    return sock
+
+
+def _reuse_port_socket(family: int, host: str, port: int) -> socket.socket:
+    sock: socket.socket = _bound(socket.socket, family, host, port)
     sock.set_inheritable(True)
     return sock
 
@@ -124,10 +130,7 @@ class PerWorkerListener(socket.socket):
     @classmethod
     def bind_to(cls, host: str, port: int) -> PerWorkerListener:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = cls(family=family)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        sock: PerWorkerListener = _bound(cls, family, host, port)
         return sock
 
 

@@ -65,6 +65,7 @@ from typing import Any
 import asyncpg
 import orjson
 from prometheus_client import Counter
+from sqlalchemy.engine import URL, make_url
 
 from veix.domain.authorization import AuthorizationStatus, StoredAuth
 from veix.domain.card_controls import CardControls
@@ -84,12 +85,11 @@ AUTHORIZATION_ATTEMPTS = Counter(
     ["path", "outcome"])
 
 
-def asyncpg_connect_args(sqlalchemy_url: str) -> dict[str, Any]:
+def asyncpg_connect_args(sqlalchemy_url: str | URL) -> dict[str, Any]:
     """asyncpg.connect's arguments for the SQLAlchemy URL, read as the
     engine's own dialect reads it (a Unix socket as ``?host=/run/...``,
     percent-encoded or not, several hosts, a password with ``@``)."""
     from sqlalchemy.dialects.postgresql.asyncpg import dialect
-    from sqlalchemy.engine import make_url
 
     _, params = dialect().create_connect_args(make_url(sqlalchemy_url))
     accepted = inspect.signature(asyncpg.connect).parameters
@@ -873,25 +873,23 @@ class PgAuthorizationUnitOfWork:
         history = [a for a, _ in self.deferred_rows if a.in_risk_history]
         if history:
             minutes: dict[tuple[uuid.UUID, datetime], tuple[int, Decimal]] = {}
-            for a in history:
-                key = (a.card_id, a.history_minute)
-                n, total = minutes.get(key, (0, Decimal(0)))
-                minutes[key] = (n + 1, total + a.billing_amount)
-            rows = ", ".join(f"({arg(card_id)}, {arg(minute)}, {arg(n)}, {arg(total)})"
-                             for (card_id, minute), (n, total) in minutes.items())
-            parts.append(
-                f"rv AS (INSERT INTO card_risk_minutes (card_id, minute, count, amount) VALUES {rows} "
-                "ON CONFLICT (card_id, minute) DO UPDATE SET count = card_risk_minutes.count + EXCLUDED.count, "
-                "amount = card_risk_minutes.amount + EXCLUDED.amount)")
             days: dict[tuple[uuid.UUID, date], tuple[int, Decimal, Decimal]] = {}
             merchants: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
             for a in history:
+                mn, mtotal = minutes.get((a.card_id, a.history_minute), (0, Decimal(0)))
+                minutes[(a.card_id, a.history_minute)] = (mn + 1, mtotal + a.billing_amount)
                 key = (a.card_id, a.history_day)
                 n, total, top = days.get(key, (0, Decimal(0), a.billing_amount))
                 days[key] = (n + 1, total + a.billing_amount, max(top, a.billing_amount))
                 mkey = (a.card_id, a.merchant_key)
                 first, last = merchants.get(mkey, (a.created_at, a.created_at))
                 merchants[mkey] = (min(first, a.created_at), max(last, a.created_at))
+            rows = ", ".join(f"({arg(card_id)}, {arg(minute)}, {arg(n)}, {arg(total)})"
+                             for (card_id, minute), (n, total) in minutes.items())
+            parts.append(
+                f"rv AS (INSERT INTO card_risk_minutes (card_id, minute, count, amount) VALUES {rows} "
+                "ON CONFLICT (card_id, minute) DO UPDATE SET count = card_risk_minutes.count + EXCLUDED.count, "
+                "amount = card_risk_minutes.amount + EXCLUDED.amount)")
             rows = ", ".join(f"({arg(card_id)}, {arg(day)}, {arg(n)}, {arg(total)}, {arg(top)})"
                              for (card_id, day), (n, total, top) in days.items())
             parts.append(

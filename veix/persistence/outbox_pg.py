@@ -11,7 +11,6 @@ deliveries; then the publishing lock's release.
 
 from __future__ import annotations
 
-import inspect
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veix.domain.webhooks import EndpointStatus
+from veix.persistence.fast_pg import asyncpg_connect_args
 
 # One batch: the snapshot's xmin; the id taken (when asked) and the horizon the batch
 # stops at (both on every row: with no event, one row of NULLs carries them); then the
@@ -184,6 +184,4 @@ class _Endpoint:
 
 async def connect(engine: AsyncEngine) -> Any:
     """A plain asyncpg connection to the engine's database (not one of its pool's)."""
-    _, params = engine.dialect.create_connect_args(engine.url)
-    accepted = inspect.signature(asyncpg.connect).parameters
-    return await asyncpg.connect(**{k: v for k, v in params.items() if k in accepted}, timeout=10)
+    return await asyncpg.connect(**asyncpg_connect_args(engine.url), timeout=10)
