@@ -1,9 +1,17 @@
 """Load generator for ``POST /v1/network/authorizations`` (``veix bench authorize``).
 
 It starts no server: it drives signed authorizations at a running one with
-``concurrency`` asyncio workers, each awaiting its answer before sending the
-next (closed loop) over its own HTTP/1.1 keep-alive connection, so
-``concurrency`` connections in all. The default client is :class:`RawConnection`
+``concurrency`` asyncio workers, each over its own HTTP/1.1 keep-alive
+connection, so ``concurrency`` connections in all. By default each worker
+sends its next request when its answer came (closed loop: the server sets the
+pace, and a slow answer delays the requests behind it, which the latencies
+then do not show). With ``rate`` the load is open: the n-th request is due at
+``start + n / rate`` whatever the answers do, a worker sends it at that time or
+as soon as it is free, and its latency counts from the time it was due, so
+time spent waiting for a free connection counts too (what a card network
+sees when the issuer falls behind: the correction wrk2 makes for "coordinated
+omission"). ``rate`` is how "N authorizations per second sustained with p99
+under X ms" is checked: offer N per second and read the throughput and p99. The default client is :class:`RawConnection`
 (a few lines of HTTP/1.1 on asyncio streams); ``client="httpx"`` runs the same
 over ``httpx.AsyncClient`` to cross-check it, at about 15 times the client CPU.
 
@@ -53,6 +61,7 @@ class BenchResult:
     cards: int
     warmup: float
     client: str = "raw"
+    rate: float | None = None  # offered requests per second (open loop), None: closed loop
     elapsed: float = 0.0  # seconds of the measured window
     latencies_ms: list[float] = field(default_factory=list)  # of every 200 answer, sorted
     codes: Counter[str] = field(default_factory=Counter)  # ISO 8583 response code -> answers
@@ -99,6 +108,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "url": self.url, "client": self.client, "concurrency": self.concurrency, "cards": self.cards,
+            "offered_rps": self.rate,
             "warmup_s": self.warmup, "elapsed_s": round(self.elapsed, 3), "completed": self.completed,
             "throughput_rps": round(self.throughput, 1),
             "latency_ms": {name: round(self.percentile(q), 2)
@@ -263,14 +273,18 @@ async def run_authorize_bench(
     url: str, secret: str, cards: Sequence[CardRef], concurrency: int, duration: float, *,
     warmup: float = 0.0, seed: int | None = None, fraud_share: float = DEFAULT_FRAUD_SHARE,
     request_timeout: float = 10.0, templates: int | None = None, client: str = "raw",
+    rate: float | None = None,
 ) -> BenchResult:
     """Drive signed authorizations at ``url`` for ``warmup + duration`` seconds.
 
-    Only answers to requests sent after the warm-up count; requests in flight
-    when the time is up are awaited and counted.
+    Only answers to requests sent (with ``rate``: due) after the warm-up count;
+    requests in flight when the time is up are awaited and counted. With
+    ``rate``, every request due before the end is sent, late or not.
     """
     if concurrency < 1 or duration <= 0 or warmup < 0:
         raise ValueError("concurrency >= 1, duration > 0 and warmup >= 0 are needed")
+    if rate is not None and not (rate > 0 and math.isfinite(rate)):
+        raise ValueError("the rate is a positive number of requests per second")
     if not cards:
         raise ValueError("the benchmark needs cards")
     if client not in CLIENTS:
@@ -280,7 +294,8 @@ async def run_authorize_bench(
     count = templates or min(MAX_TEMPLATES, max(2_000, 2 * len(cards)))
     bodies = build_templates(cards, seed=seed, fraud_share=fraud_share, at=datetime.now(UTC),
                              count=count)
-    result = BenchResult(url=url, concurrency=concurrency, cards=len(cards), warmup=warmup, client=client)
+    result = BenchResult(url=url, concurrency=concurrency, cards=len(cards), warmup=warmup, client=client,
+                         rate=rate)
     prefix = f"auth_b{secrets.token_hex(5)}"
     counter = itertools.count()
     latencies: list[float] = []
@@ -294,12 +309,23 @@ async def run_authorize_bench(
     measure_from = start + warmup
     stop_at = measure_from + duration
     last_done = measure_from
+    requests = 0
 
     async def worker(connection: RawConnection | HttpxConnection) -> None:
-        nonlocal last_done
+        nonlocal last_done, requests
         post = connection.post
-        while (sent := clock()) < stop_at:
-            n = next(counter)
+        while True:
+            if rate is None:  # closed loop: the next request goes now
+                if (sent := clock()) >= stop_at:
+                    break
+                n = next(counter)
+            else:  # open loop: the n-th goes when it is due, or as soon as this worker is free
+                n = next(counter)
+                if (sent := start + n / rate) >= stop_at:
+                    break
+                if (wait := sent - clock()) > 0:
+                    await asyncio.sleep(wait)
+            requests += 1
             head, tail = bodies[n % count]
             msg_id = f"{prefix}{n:08x}"
             body = head + msg_id.encode() + tail
@@ -337,7 +363,7 @@ async def run_authorize_bench(
         gc.unfreeze()
     result.elapsed = max(last_done, stop_at) - measure_from
     result.client_cpu = time.process_time() - cpu_start
-    result.sent = next(counter)
+    result.sent = requests
     result.latencies_ms = sorted(x * 1000 for x in latencies)
     return result
 
@@ -346,7 +372,9 @@ def format_result(result: BenchResult) -> str:
     r = result
     lines = [
         f"authorize benchmark against {r.url}: {r.concurrency} concurrent workers ({r.client} client), "
-        f"{r.cards} cards, {r.elapsed:.1f} s measured after {r.warmup:g} s warm-up",
+        + (f"{r.rate:g} requests/s offered (open loop, latency from each request's due time), "
+           if r.rate else "closed loop, ")
+        + f"{r.cards} cards, {r.elapsed:.1f} s measured after {r.warmup:g} s warm-up",
         f"  throughput:  {r.throughput:.1f} req/s ({r.completed} answers)",
         f"  latency ms:  p50 {r.percentile(50):.2f}  p95 {r.percentile(95):.2f}  "
         f"p99 {r.percentile(99):.2f}  max {r.percentile(100):.2f}",

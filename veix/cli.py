@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -653,6 +654,8 @@ def cmd_bench_authorize(args: argparse.Namespace) -> int:
         raise CliError("veix bench authorize: --duration must be positive and --warmup not negative")
     if not 0 <= args.fraud_share <= 1:
         raise CliError("veix bench authorize: --fraud-share lies between 0 and 1")
+    if args.rate is not None and not (args.rate > 0 and math.isfinite(args.rate)):
+        raise CliError("veix bench authorize: --rate is a positive number of authorizations per second")
     secret = _network_secret(args)
     cards = _load_cards(Path(args.cards_file))
     _quiet_http_client()
@@ -660,7 +663,7 @@ def cmd_bench_authorize(args: argparse.Namespace) -> int:
         result = _run_fast(run_authorize_bench(
             args.url, secret, cards, args.concurrency, args.duration, warmup=args.warmup,
             seed=args.seed, fraud_share=args.fraud_share, request_timeout=args.timeout,
-            client=args.client))
+            client=args.client, rate=args.rate))
     except ValueError as exc:
         raise CliError(f"veix bench authorize: {exc}") from None
     print(json.dumps(result.to_json(), indent=2) if args.json else format_result(result))
@@ -995,7 +998,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts no server: drives signed authorizations at --url with --concurrency "
         "workers (one keep-alive connection each) for --duration seconds after --warmup, over the "
         "cards of --cards-file, then prints throughput, p50/p95/p99/max latency, the approve/decline "
-        "mix by response code and error counts. Use many cards: a card allows "
+        "mix by response code and error counts. With --rate the load is open (N per second "
+        "offered: the way to check a sustained rate and its p99). Use many cards: a card allows "
         "VEIX_MAX_AUTHORIZATIONS_PER_HOUR authorizations (default 60), then answers 65.",
     )
     for command in (simulate, authorize):
@@ -1021,6 +1025,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="measured seconds (default 30)")
     authorize.add_argument("--warmup", type=float, default=3.0,
                            help="seconds of load before measuring (default 3)")
+    authorize.add_argument("--rate", type=float, default=None,
+                           help="offered authorizations per second, whatever the answers do (open loop: "
+                           "each latency counts from the request's due time, waiting for a free "
+                           "connection included; give enough --concurrency). Default: closed loop, "
+                           "each worker sends its next request when its answer came")
     authorize.add_argument("--json", action="store_true", help="print the result as JSON")
     authorize.add_argument("--client", choices=("raw", "httpx"), default="raw",
                            help="HTTP client: raw (minimal HTTP/1.1 on asyncio, default: ~15x less "

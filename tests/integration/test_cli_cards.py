@@ -255,3 +255,10 @@ def test_bench_authorize_with_a_wrong_secret_counts_401s_and_fails(running: tupl
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert re.search(r"\d+ non-200 \(401: \d+\)", result.stdout), result.stdout
     assert ws.sql("SELECT count(*) FROM card_transactions") == [(0,)]
+
+
+def test_bench_authorize_refuses_a_rate_that_is_not_positive(cards_copy: CardWorkspace) -> None:
+    result = cards_copy.run("bench", "authorize", "--url", "http://127.0.0.1:9", "--rate", "0",
+                            "--cards-file", "cards.json")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "--rate is a positive number" in result.stderr and "Traceback" not in result.stderr
