@@ -11,9 +11,11 @@ as soon as it is free, and its latency counts from the time it was due, so
 time spent waiting for a free connection counts too (what a card network
 sees when the issuer falls behind: the correction wrk2 makes for "coordinated
 omission"). ``rate`` is how "N authorizations per second sustained with p99
-under X ms" is checked: offer N per second and read the throughput and p99. The default client is :class:`RawConnection`
-(a few lines of HTTP/1.1 on asyncio streams); ``client="httpx"`` runs the same
-over ``httpx.AsyncClient`` to cross-check it, at about 15 times the client CPU.
+under X ms" is checked: offer N per second and read the throughput and p99.
+
+The default client is :class:`RawConnection` (a few lines of HTTP/1.1 on
+asyncio streams); ``client="httpx"`` runs the same over ``httpx.AsyncClient`` to
+cross-check it, at about 15 times the client CPU.
 
 The generator shares the machine's cores with the server, so it does as little
 per request as it can: the simulator's bodies are serialised before the run
