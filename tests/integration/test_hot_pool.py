@@ -1,11 +1,13 @@
 """The authorization path's connection pool (veix.persistence.fast_pg.HotPool) on a real
 PostgreSQL: a bound on connections, waiters served in turn, and no connection handed
-out again that is closed, killed by the server or left in a transaction."""
+out again that is closed, killed by the server or left in a transaction; amounts in
+the text format its connections use for numeric."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -111,3 +113,19 @@ async def test_a_failed_connect_frees_its_slot() -> None:
         with pytest.raises(ConnectionRefusedError):  # not a TimeoutError from waiting
             await asyncio.wait_for(pool.acquire(), timeout=5)
     await pool.close()
+
+
+@pytest.mark.parametrize("text", [
+    "0.01", "100.00", "1000000.000000", "-42.500000", "123456789012345.123456", "1E+2", "0E-8", "-0.000001"])
+async def test_amounts_go_and_come_back_exactly_in_text_format(pool: HotPool, text: str) -> None:
+    """The pool's connections send and read numeric as text (fast_pg._init): every amount
+    comes back equal, with the scale PostgreSQL keeps (2 for numeric(18, 2))."""
+    value = Decimal(text)
+    async with pool.connection() as conn:
+        back, scaled, as_text = await conn.fetchrow(
+            "SELECT $1::numeric, $1::numeric(30, 2), $1::numeric::text", value)
+    assert back == value and type(back) is Decimal
+    assert scaled == value.quantize(Decimal("0.01")) and scaled.as_tuple().exponent == -2
+    assert Decimal(as_text) == value
+    async with pool.connection() as conn:  # and in arrays, both ways
+        assert await conn.fetchval("SELECT $1::numeric[]", [value, None]) == [value, None]
