@@ -115,6 +115,10 @@ def run_once(args: argparse.Namespace, sides: dict[str, Path], swap: bool) -> di
             found[side] = (throughput, p99.group(1), server, pg)
         return found
     finally:
+        for bench_proc in benches.values():
+            if bench_proc.poll() is None:
+                bench_proc.kill()
+                bench_proc.wait()
         for proc in servers.values():
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
