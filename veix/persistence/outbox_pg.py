@@ -11,6 +11,7 @@ deliveries; then the publishing lock's release.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -72,9 +73,11 @@ SELECT * FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::bigint[
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class OutboxEvent:
-    """One row of a batch: the message as published, and what a fan-out needs (see ``payload``)."""
+    """One row of a batch: the message as published, and what a fan-out needs (see ``payload``).
+    The message is parsed once, and only for events a fan-out reads (plan_deliveries reads
+    ``payload`` and ``created_at`` for every endpoint of the business)."""
 
     seq: int
     id: uuid.UUID
@@ -83,13 +86,17 @@ class OutboxEvent:
     message: str
     hooked: bool
 
+    @functools.cached_property
+    def _decoded(self) -> dict[str, Any]:
+        return dict(json.loads(self.message))
+
     @property
     def payload(self) -> dict[str, Any]:
-        return dict(json.loads(self.message)["payload"])
+        return dict(self._decoded["payload"])
 
     @property
     def created_at(self) -> datetime:
-        return datetime.fromisoformat(json.loads(self.message)["created_at"])
+        return datetime.fromisoformat(self._decoded["created_at"])
 
 
 @dataclass(frozen=True, slots=True)
