@@ -52,14 +52,22 @@ class Context:
 
     # ------------------------------------------------------------ database
     async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run a read on the request's connection (serialised: one driver connection)."""
+        """Run a read on the request's connection (serialised: one driver connection).
+
+        Every read of a request runs in one transaction, so a response answers from one
+        snapshot: a write that commits while the request is resolved shows in all of its
+        fields or in none (never a transaction ``SUCCEEDED`` next to the dispute that made
+        it ``DISPUTED``). On PostgreSQL that is a ``REPEATABLE READ READ ONLY`` transaction
+        (its snapshot is taken at the first statement); on SQLite the read transaction
+        that the engine begins (``BEGIN`` in WAL mode) already is one. A write
+        (:meth:`uow`) gives the connection back first, so what is read after it is read
+        afresh. Websockets give it back between two events (``subscriptions.release``)."""
         async with self._lock:
             if self._conn is None:
                 conn = await self.services.engine.connect()
                 if conn.dialect.name == "postgresql":
-                    # Reads need no transaction: autocommit saves the BEGIN and
-                    # ROLLBACK round trips on every request.
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ",
+                                                        postgresql_readonly=True)
                 self._conn = conn
             return await fn(self._conn)
 
