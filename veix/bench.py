@@ -56,6 +56,44 @@ _CODE_RE = re.compile(rb'"response_code":\s*"([0-9]{2})"')
 _REASON_RE = re.compile(rb'"reason":\s*"([^"]*)"')
 
 
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` of sorted ``values`` (0 when empty)."""
+    if not values:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * len(values)))
+    return values[min(rank, len(values)) - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """The answers to the requests due (closed loop: sent) within one slice of the
+    measured window: a stall shows as the slices whose latencies jump."""
+
+    start: float  # seconds after the measured window began
+    answers: int  # 200 answers
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": round(self.start, 3), "answers": self.answers, "p50": round(self.p50_ms, 2),
+                "p99": round(self.p99_ms, 2), "max": round(self.max_ms, 2)}
+
+
+def build_timeline(due: Sequence[float], latency_ms: Sequence[float], interval: float, duration: float) -> list[Interval]:
+    """Slices of ``interval`` seconds over ``duration``: each answer counted in the slice
+    in which its request was due (``due``: seconds after the window began)."""
+    slices: list[list[float]] = [[] for _ in range(max(1, math.ceil(duration / interval - 1e-9)))]
+    for at, ms in zip(due, latency_ms, strict=True):
+        slices[min(int(at / interval), len(slices) - 1)].append(ms)
+    out = []
+    for i, values in enumerate(slices):
+        values.sort()
+        out.append(Interval(i * interval, len(values), nearest_rank(values, 50), nearest_rank(values, 99),
+                            values[-1] if values else 0.0))
+    return out
+
+
 @dataclass(slots=True)
 class BenchResult:
     url: str
@@ -73,6 +111,7 @@ class BenchResult:
     errors: Counter[str] = field(default_factory=Counter)  # transport error class -> count
     client_cpu: float = 0.0  # CPU seconds this process spent during the run (load generator cost)
     sent: int = 0  # requests sent during the run, warm-up included
+    timeline: list[Interval] = field(default_factory=list)  # the measured window, slice by slice
 
     @property
     def completed(self) -> int:
@@ -101,11 +140,12 @@ class BenchResult:
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the latencies, in ms (0 when nothing completed)."""
-        values = self.latencies_ms
-        if not values:
-            return 0.0
-        rank = max(1, math.ceil(q / 100 * len(values)))
-        return values[min(rank, len(values)) - 1]
+        return nearest_rank(self.latencies_ms, q)
+
+    def worst_interval(self) -> Interval | None:
+        """The slice with the highest p99 (None without answers)."""
+        answered = [i for i in self.timeline if i.answers]
+        return max(answered, key=lambda i: i.p99_ms) if answered else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +160,7 @@ class BenchResult:
             "non_200": {str(k): v for k, v in self.statuses.items()},
             "timeouts": self.timeouts, "errors": dict(self.errors),
             "client_cpu_ms_per_request": round(self.client_cpu_ms_per_request, 3),
+            "timeline": [i.to_json() for i in self.timeline],
         }
 
 
@@ -275,18 +316,21 @@ async def run_authorize_bench(
     url: str, secret: str, cards: Sequence[CardRef], concurrency: int, duration: float, *,
     warmup: float = 0.0, seed: int | None = None, fraud_share: float = DEFAULT_FRAUD_SHARE,
     request_timeout: float = 10.0, templates: int | None = None, client: str = "raw",
-    rate: float | None = None,
+    rate: float | None = None, interval: float = 1.0,
 ) -> BenchResult:
     """Drive signed authorizations at ``url`` for ``warmup + duration`` seconds.
 
     Only answers to requests sent (with ``rate``: due) after the warm-up count;
     requests in flight when the time is up are awaited and counted. With
-    ``rate``, every request due before the end is sent, late or not.
+    ``rate``, every request due before the end is sent, late or not. The
+    result's timeline cuts the window into slices of ``interval`` seconds.
     """
     if concurrency < 1 or duration <= 0 or warmup < 0:
         raise ValueError("concurrency >= 1, duration > 0 and warmup >= 0 are needed")
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ValueError("the rate is a positive number of requests per second")
+    if not (interval > 0 and math.isfinite(interval)):
+        raise ValueError("the interval is a positive number of seconds")
     if not cards:
         raise ValueError("the benchmark needs cards")
     if client not in CLIENTS:
@@ -301,6 +345,7 @@ async def run_authorize_bench(
     prefix = f"auth_b{secrets.token_hex(5)}"
     counter = itertools.count()
     latencies: list[float] = []
+    due: list[float] = []  # when each answered request was due (closed loop: sent), from measure_from
     # Long-lived objects (templates, cards) out of the collector's way during the run.
     gc.collect()
     gc.freeze()
@@ -351,6 +396,7 @@ async def run_authorize_bench(
                 result.statuses[status] += 1
                 continue
             latencies.append(done - sent)
+            due.append(sent - measure_from)
             code_match = _CODE_RE.search(content)
             code = code_match.group(1).decode() if code_match else "??"
             reason_match = _REASON_RE.search(content)
@@ -367,10 +413,11 @@ async def run_authorize_bench(
     result.client_cpu = time.process_time() - cpu_start
     result.sent = requests
     result.latencies_ms = sorted(x * 1000 for x in latencies)
+    result.timeline = build_timeline(due, [x * 1000 for x in latencies], interval, duration)
     return result
 
 
-def format_result(result: BenchResult) -> str:
+def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
     r = result
     lines = [
         f"authorize benchmark against {r.url}: {r.concurrency} concurrent workers ({r.client} client), "
@@ -381,6 +428,15 @@ def format_result(result: BenchResult) -> str:
         f"  latency ms:  p50 {r.percentile(50):.2f}  p95 {r.percentile(95):.2f}  "
         f"p99 {r.percentile(99):.2f}  max {r.percentile(100):.2f}",
     ]
+    worst = r.worst_interval()
+    if worst is not None and len(r.timeline) > 1:
+        size = r.timeline[1].start
+        lines.append(f"  worst {size:g} s:  from {worst.start:g} s, p99 {worst.p99_ms:.2f} ms, "
+                     f"max {worst.max_ms:.2f} ms ({worst.answers} answers)")
+    if show_timeline:
+        lines.append("  timeline (by due time):  from s  answers  p50 ms  p99 ms  max ms")
+        lines.extend(f"    {i.start:>22g}  {i.answers:>7}  {i.p50_ms:>6.1f}  {i.p99_ms:>6.1f}  {i.max_ms:>6.1f}"
+                     for i in r.timeline)
     if r.completed:
         declined = r.completed - r.approved
         lines.append(f"  decisions:   approved {r.approved} ({100 * r.approved / r.completed:.1f}%), "

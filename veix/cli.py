@@ -656,6 +656,8 @@ def cmd_bench_authorize(args: argparse.Namespace) -> int:
         raise CliError("veix bench authorize: --fraud-share lies between 0 and 1")
     if args.rate is not None and not (args.rate > 0 and math.isfinite(args.rate)):
         raise CliError("veix bench authorize: --rate is a positive number of authorizations per second")
+    if not (args.interval > 0 and math.isfinite(args.interval)):
+        raise CliError("veix bench authorize: --interval is a positive number of seconds")
     secret = _network_secret(args)
     cards = _load_cards(Path(args.cards_file))
     _quiet_http_client()
@@ -663,10 +665,11 @@ def cmd_bench_authorize(args: argparse.Namespace) -> int:
         result = _run_fast(run_authorize_bench(
             args.url, secret, cards, args.concurrency, args.duration, warmup=args.warmup,
             seed=args.seed, fraud_share=args.fraud_share, request_timeout=args.timeout,
-            client=args.client, rate=args.rate))
+            client=args.client, rate=args.rate, interval=args.interval))
     except ValueError as exc:
         raise CliError(f"veix bench authorize: {exc}") from None
-    print(json.dumps(result.to_json(), indent=2) if args.json else format_result(result))
+    print(json.dumps(result.to_json(), indent=2) if args.json
+          else format_result(result, show_timeline=args.timeline))
     if not result.completed:
         print(f"veix bench authorize: no authorization was answered by {args.url}", file=sys.stderr)
         return 1
@@ -1030,7 +1033,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "each latency counts from the request's due time, waiting for a free "
                            "connection included; give enough --concurrency). Default: closed loop, "
                            "each worker sends its next request when its answer came")
-    authorize.add_argument("--json", action="store_true", help="print the result as JSON")
+    authorize.add_argument("--interval", type=float, default=1.0,
+                           help="seconds per slice of the timeline (default 1): the worst slice is "
+                           "printed, every slice with --timeline or --json")
+    authorize.add_argument("--timeline", action="store_true",
+                           help="print answers, p50, p99 and max of every slice, by due time")
+    authorize.add_argument("--json", action="store_true", help="print the result as JSON (with the timeline)")
     authorize.add_argument("--client", choices=("raw", "httpx"), default="raw",
                            help="HTTP client: raw (minimal HTTP/1.1 on asyncio, default: ~15x less "
                            "client CPU) or httpx (to cross-check)")

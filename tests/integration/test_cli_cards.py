@@ -233,7 +233,7 @@ def test_network_simulate_and_bench_authorize_against_a_running_server(
     assert ws.sql("SELECT count(*) FROM card_transactions") == [(5,)]
 
     bench = ws.run("bench", "authorize", "--url", base, "--concurrency", "4", "--duration", "2",
-                   "--warmup", "0.5", "--cards-file", "cards.json")
+                   "--warmup", "0.5", "--cards-file", "cards.json", "--interval", "0.5", "--timeline")
     assert bench.returncode == 0, (bench.stdout, bench.stderr)
     out = bench.stdout
     assert "req/s" in out and "p99" in out and "p50" in out, out
@@ -241,6 +241,10 @@ def test_network_simulate_and_bench_authorize_against_a_running_server(
     assert throughput and float(throughput.group(1)) > 0 and int(throughput.group(2)) > 0, out
     assert "0 non-200, 0 timeouts, 0 connection errors" in out, out
     assert re.search(r"^\s+00\s+\d+", out, re.MULTILINE), out  # approvals among the answers
+    assert re.search(r"worst 0.5 s:  from [\d.]+ s, p99 [\d.]+ ms", out), out
+    slices = re.findall(r"^\s+(0|0.5|1|1.5)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE)
+    assert [t for t, _ in slices] == ["0", "0.5", "1", "1.5"], out  # the 2 s window in four slices
+    assert sum(int(n) for _, n in slices) == int(throughput.group(2)), out
     # Nothing was decided twice or lost: every answer is a card transaction.
     [(count,)] = ws.sql("SELECT count(*) FROM card_transactions")
     assert count >= 5 + int(throughput.group(2))
@@ -262,3 +266,10 @@ def test_bench_authorize_refuses_a_rate_that_is_not_positive(cards_copy: CardWor
                             "--cards-file", "cards.json")
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "--rate is a positive number" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_authorize_refuses_an_interval_that_is_not_positive(cards_copy: CardWorkspace) -> None:
+    result = cards_copy.run("bench", "authorize", "--url", "http://127.0.0.1:9", "--interval", "0",
+                            "--cards-file", "cards.json")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "--interval is a positive number" in result.stderr and "Traceback" not in result.stderr

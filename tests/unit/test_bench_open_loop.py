@@ -20,12 +20,23 @@ ANSWER = b'{"response_code": "00", "reason": "approved"}'
 
 
 class Issuer:
-    """Answers every POST after ``delay`` seconds, one request at a time per connection."""
+    """Answers every POST after ``delay`` seconds, one request at a time per connection.
+    With ``stall_at`` (a request number), that request's arrival stops every answer for
+    ``stall`` seconds (a server that hangs for a while, then recovers)."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, stall_at: int | None = None, stall: float = 0.0) -> None:
         self.delay = delay
         self.requests = 0
         self.paths: set[bytes] = set()
+        self.stall_at = stall_at
+        self.stall = stall
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+
+    async def _hang(self) -> None:
+        self.resumed.clear()
+        await asyncio.sleep(self.stall)
+        self.resumed.set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -35,7 +46,10 @@ class Issuer:
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                 await reader.readexactly(length)
                 self.requests += 1
+                if self.requests == self.stall_at:
+                    asyncio.ensure_future(self._hang())
                 await asyncio.sleep(self.delay)
+                await self.resumed.wait()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
                 await writer.drain()
@@ -47,7 +61,8 @@ class Issuer:
 
 @pytest.fixture
 async def issuer(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Issuer, str]]:
-    found = Issuer(request.param)
+    param = request.param
+    found = Issuer(*param) if isinstance(param, tuple) else Issuer(param)
     server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -90,6 +105,31 @@ async def test_a_closed_loop_hides_the_queue(issuer: tuple[Issuer, str]) -> None
     result = await run_authorize_bench(url, SECRET, CARDS, concurrency=1, duration=1.0)
     assert 8 <= result.completed <= 11
     assert result.percentile(99) < 500
+
+
+# The 51st request (due at 1.0 s at 50/s) hangs the issuer for 0.6 s.
+@pytest.mark.parametrize("issuer", [(0.0, 51, 0.6)], indirect=True)
+async def test_the_timeline_shows_when_the_server_stalled(issuer: tuple[Issuer, str]) -> None:
+    """An overall p99 says that something was slow; the timeline says when. The requests due
+    while the issuer hung (1.0-1.6 s) wait for it; the slices before and after it are fast."""
+    _, url = issuer
+    result = await run_authorize_bench(url, SECRET, CARDS, concurrency=64, duration=3.0, rate=50, interval=0.5)
+    assert [i.start for i in result.timeline] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert [i.answers for i in result.timeline] == [25] * 6  # each answer in the slice it was due in
+    worst = result.worst_interval()
+    assert worst is not None and worst.start == 1.0
+    assert 450 <= worst.p99_ms <= 900 and worst.max_ms >= worst.p99_ms
+    for fast in (result.timeline[0], result.timeline[1], result.timeline[4], result.timeline[5]):
+        assert fast.p99_ms < 150, result.timeline
+    assert result.to_json()["timeline"][2] == {"t": 1.0, "answers": 25, "p50": round(worst.p50_ms, 2),
+                                               "p99": round(worst.p99_ms, 2), "max": round(worst.max_ms, 2)}
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("inf"), float("nan")])
+async def test_an_interval_must_be_a_positive_number(interval: float) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        await run_authorize_bench("http://127.0.0.1:9", SECRET, CARDS, concurrency=1, duration=1.0,
+                                  interval=interval)
 
 
 @pytest.mark.parametrize("rate", [0.0, -5.0, float("inf"), float("nan")])
