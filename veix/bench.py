@@ -80,7 +80,8 @@ class Interval:
                 "p99": round(self.p99_ms, 2), "max": round(self.max_ms, 2)}
 
 
-def build_timeline(due: Sequence[float], latency_ms: Sequence[float], interval: float, duration: float) -> list[Interval]:
+def build_timeline(due: Sequence[float], latency_ms: Sequence[float], interval: float,
+                   duration: float) -> list[Interval]:
     """Slices of ``interval`` seconds over ``duration``: each answer counted in the slice
     in which its request was due (``due``: seconds after the window began)."""
     slices: list[list[float]] = [[] for _ in range(max(1, math.ceil(duration / interval - 1e-9)))]

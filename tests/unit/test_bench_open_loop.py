@@ -32,6 +32,7 @@ class Issuer:
         self.stall = stall
         self.resumed = asyncio.Event()
         self.resumed.set()
+        self.hangs: list[asyncio.Task[None]] = []
 
     async def _hang(self) -> None:
         self.resumed.clear()
@@ -47,7 +48,7 @@ class Issuer:
                 await reader.readexactly(length)
                 self.requests += 1
                 if self.requests == self.stall_at:
-                    asyncio.ensure_future(self._hang())
+                    self.hangs.append(asyncio.ensure_future(self._hang()))
                 await asyncio.sleep(self.delay)
                 await self.resumed.wait()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
