@@ -82,6 +82,7 @@ def build_card_parts(settings: Settings) -> dict[str, Any]:
         "scorer": RulesScorer(),
         "rates": TableRates.from_setting(settings.fx_rates) if settings.fx_rates else DEFAULT_RATES,
         "network_secret": settings.network_secret or "",
+        "network_deadline": settings.network_deadline_ms / 1000,
     }
 
 

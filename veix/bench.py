@@ -419,6 +419,9 @@ async def run_authorize_bench(
     return result
 
 
+NOT_DECIDED = "91"  # the server's answer to a request that waited past its deadline (shed load)
+
+
 def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
     r = result
     lines = [
@@ -439,9 +442,12 @@ def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
         lines.extend(f"    {i.start:>22g}  {i.answers:>7}  {i.p50_ms:>6.1f}  {i.p99_ms:>6.1f}  {i.max_ms:>6.1f}"
                      for i in r.timeline)
     if r.completed:
-        declined = r.completed - r.approved
+        undecided = r.codes.get(NOT_DECIDED, 0)
+        declined = r.completed - r.approved - undecided
         lines.append(f"  decisions:   approved {r.approved} ({100 * r.approved / r.completed:.1f}%), "
-                     f"declined {declined} ({100 * declined / r.completed:.1f}%)")
+                     f"declined {declined} ({100 * declined / r.completed:.1f}%)"
+                     + (f", NOT decided {undecided} ({100 * undecided / r.completed:.1f}%: 91, "
+                        "they waited past the server's deadline)" if undecided else ""))
         for code, n in sorted(r.codes.items()):
             why = ", ".join(f"{reason or '-'} {m}" for (c, reason), m in r.reasons.most_common()
                             if c == code and code != "00")

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     hold_days: int = Field(7, ge=1, le=60)
     approval_window_hours: int = Field(24, ge=1, le=168)
     max_authorizations_per_hour: int = Field(60, ge=1)
+    # An authorization not decided this long after its request arrived is answered 91 and not
+    # decided: the network has stood in for us by then (README "Card network endpoint").
+    network_deadline_ms: int = Field(1500, ge=10, le=60_000)
     overclear_tolerance: str = "0.20"
     dcvv_window_seconds: int = Field(300, ge=30, le=3600)
     fx_rates: str = ""  # "EUR/USD=1.0802,GBP/USD=1.2710"; empty = built-in development table

@@ -48,7 +48,11 @@ async def app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     secrets = tmp_path_factory.mktemp("secrets") / "secrets.json"
     # The outbox dispatcher is driven explicitly (tests/integration/test_outbox_dispatcher.py):
     # a background one would race tests that count statements or inspect the outbox.
-    settings = Settings(database_url=url, secrets_file=Path(secrets), run_dispatcher=False).with_secrets()
+    # The network's deadline (1.5 s by default) would answer 91 to a decision kept waiting
+    # by a loaded test machine or by the concurrency tests' hundreds of requests at one card;
+    # tests/integration/test_network_deadline.py sets its own.
+    settings = Settings(database_url=url, secrets_file=Path(secrets), run_dispatcher=False,
+                        network_deadline_ms=60_000).with_secrets()
     application = create_app(settings, migrate_on_start=True)
     async with application.router.lifespan_context(application):
         yield application

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +54,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for part in (b"one ", b"two ", b"three"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path in ("/received", "/slow"):
+        if path == "/slow":
+            await asyncio.sleep(0.3)
+        body = json.dumps({"age": time.monotonic() - scope["veix.received"]}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
     elif path == "/empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -114,3 +122,26 @@ async def test_a_response_that_breaks_after_its_head_closes_the_connection(serve
             await client.get("/boom")
         r = await client.post("/json", json={})  # the server goes on
         assert r.status_code == 200
+
+
+async def test_each_request_is_stamped_when_its_head_was_read(server: str) -> None:
+    """The card network's deadline counts from ``scope["veix.received"]``: when
+    the server read the request, not when its handler got to run. Two
+    requests pipelined in one write: the second waits for the first's 0.3 s,
+    and its stamp says so."""
+    async with httpx.AsyncClient(base_url=server) as client:
+        age = (await client.get("/received")).json()["age"]
+        assert 0 <= age < 0.2
+    host, port = server.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\nGET /received HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        ages = []
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            ages.append(json.loads(await reader.readuntil(b"}"))["age"])
+    finally:
+        writer.close()
+    assert ages[0] >= 0.3
+    assert ages[1] >= 0.25, ages  # read with the first; run after it

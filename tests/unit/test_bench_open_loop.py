@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from veix.bench import AUTHORIZATIONS_PATH, run_authorize_bench
+from veix.bench import AUTHORIZATIONS_PATH, format_result, run_authorize_bench
 from veix.simulator import CardRef
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -33,6 +33,7 @@ class Issuer:
         self.resumed = asyncio.Event()
         self.resumed.set()
         self.hangs: list[asyncio.Task[None]] = []
+        self.answers = [ANSWER]  # given in turn
 
     async def _hang(self) -> None:
         self.resumed.clear()
@@ -47,12 +48,13 @@ class Issuer:
                 length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
                 await reader.readexactly(length)
                 self.requests += 1
+                answer = self.answers[self.requests % len(self.answers)]
                 if self.requests == self.stall_at:
                     self.hangs.append(asyncio.ensure_future(self._hang()))
                 await asyncio.sleep(self.delay)
                 await self.resumed.wait()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
+                             + str(len(answer)).encode() + b"\r\n\r\n" + answer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -137,3 +139,17 @@ async def test_an_interval_must_be_a_positive_number(interval: float) -> None:
 async def test_a_rate_must_be_a_positive_number(rate: float) -> None:
     with pytest.raises(ValueError, match="positive number"):
         await run_authorize_bench("http://127.0.0.1:9", SECRET, CARDS, concurrency=1, duration=1.0, rate=rate)
+
+
+@pytest.mark.parametrize("issuer", [0.0], indirect=True)
+async def test_answers_past_the_servers_deadline_are_reported_as_not_decided(issuer: tuple[Issuer, str]) -> None:
+    """A server that sheds load answers 91 (issuer unavailable): those answers
+    are fast, so the summary names them apart from the declines."""
+    server, url = issuer
+    server.answers = [ANSWER, b'{"response_code": "91", "reason": "issuer_unavailable"}']
+    result = await run_authorize_bench(url, SECRET, CARDS, concurrency=2, duration=0.5, warmup=0.1)
+    assert result.completed > 10 and abs(result.codes["91"] - result.codes["00"]) <= 2
+    text = format_result(result)
+    declined_line = next(line for line in text.splitlines() if "decisions:" in line)
+    assert f"declined 0 (0.0%), NOT decided {result.codes['91']}" in declined_line, text
+    assert "waited past the server's deadline" in declined_line

@@ -4,7 +4,9 @@ The decision order follows NETWORK.md: card and expiry (and CVV) -> card
 state -> controls -> funds -> fraud score -> approval requirement.
 ISO 8583 response codes: 00 approved, 05 do not honour, 14 invalid card,
 51 insufficient funds, 54 expired card, 57 not permitted, 59 suspected fraud,
-61 amount limit, 62 restricted card, 65 frequency limit.
+61 amount limit, 62 restricted card, 65 frequency limit; 91 issuer unavailable
+(not a decision: the request waited past the answer deadline, see
+``past_deadline``).
 """
 
 from __future__ import annotations
@@ -181,3 +183,11 @@ def decline(network_id: str, code: str, reason: str, *, amount_currency: str,
     """A decline that records nothing (no card could be identified)."""
     return AuthResult(network_id, False, code, reason, Decimal(0), amount_currency,
                       billing_amount, billing_currency, None, 0.0, None)
+
+
+def past_deadline(network_id: str, currency: str) -> AuthResult:
+    """The answer to a request that waited past the network's deadline: 91
+    (issuer unavailable), nothing decided and nothing recorded. The network
+    has stood in for the issuer by then; a decision made now could hold funds
+    for a purchase the network already settled otherwise."""
+    return decline(network_id, "91", "issuer_unavailable", amount_currency=currency, billing_currency=currency)

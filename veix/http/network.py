@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,14 @@ from veix.security.signatures import SignatureError, verify
 
 log = logging.getLogger("veix.network")
 MAX_BODY = 64_000
+RECEIVED = "veix.received"  # scope key: time.monotonic() when the server read the request's head
+
+
+def received_at(scope: Scope) -> float:
+    """When the request arrived: stamped by ``veix serve``'s protocol
+    (veix.http.server) as it read the head, else now."""
+    stamp = scope.get(RECEIVED)
+    return stamp if isinstance(stamp, float) else time.monotonic()
 
 
 def _error_body(error: str, message: str, field: list[str] | None = None) -> dict[str, Any]:
@@ -48,8 +57,9 @@ def _status_of(exc: VeixError) -> int:
 
 
 def _endpoint(services: Services, name: str,
-              handle: Callable[[Any], Awaitable[tuple[int, dict[str, Any]]]]) -> Callable[..., Any]:
+              handle: Callable[[Any, float], Awaitable[tuple[int, dict[str, Any]]]]) -> Callable[..., Any]:
     async def endpoint(request: Request) -> JSONResponse:
+        deadline = received_at(request.scope) + services.network_deadline
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error(413, "too_large", "Request body too large")
@@ -65,7 +75,9 @@ def _endpoint(services: Services, name: str,
         except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(400, "invalid_json", "The body is not valid JSON")
         try:
-            status, response = await handle(raw)
+            status, response = await handle(raw, deadline)
+        except net.PastDeadline as late:
+            return JSONResponse(late.result.to_json())  # not a decision: not kept under the webhook-id
         except VeixError as exc:
             status, response = _status_of(exc), {"error": exc.code.value.lower(), "message": exc.message,
                                                  **({"field": ".".join(exc.field)} if exc.field else {})}
@@ -138,14 +150,14 @@ def fast_authorization_endpoint(services: Services) -> Callable[[Scope, Receive,
 
 
 def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
-    async def authorizations(raw: Any) -> tuple[int, dict[str, Any]]:
-        result = await net.run_authorization(services, net.parse_authorization(raw))
+    async def authorizations(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:
+        result = await net.run_authorization(services, net.parse_authorization(raw), deadline=deadline)
         return 200, result.to_json()
 
-    async def clearings(raw: Any) -> tuple[int, dict[str, Any]]:
+    async def clearings(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:  # (no network deadline)
         return 200, await net.run_clearing(services, raw)
 
-    async def reversals(raw: Any) -> tuple[int, dict[str, Any]]:
+    async def reversals(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:
         return 200, await net.run_reversal(services, raw)
 
     return [
@@ -158,7 +170,7 @@ def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
 
 
 def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    async def fast_answer(headers: Headers, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def fast_answer(headers: Headers, body: bytes, deadline: float) -> tuple[int, dict[str, Any]]:
         """PostgreSQL: the webhook-id answer is stored inside the decision's
         transaction, so a new message costs no extra round trips."""
         if len(body) > MAX_BODY:
@@ -173,9 +185,11 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
             return 400, _error_body("invalid_json", "The body is not valid JSON")
         try:
             req = net.parse_authorization(raw)
-            result = await net.run_authorization(services, req, message_id=message_id)
+            result = await net.run_authorization(services, req, message_id=message_id, deadline=deadline)
         except net.StoredAnswer as previous:
             return previous.status, previous.response
+        except net.PastDeadline as late:
+            return 200, late.result.to_json()  # not a decision: not kept under the webhook-id
         except VeixError as exc:
             previous_answer = await net.stored_answer(services, message_id)
             if previous_answer is not None:
@@ -187,6 +201,7 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
         """A bare ASGI endpoint (no Request object or per-request wrappers:
         this path carries the card network's whole load); same answers as
         the Starlette endpoints."""
+        deadline = received_at(scope) + services.network_deadline
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -200,7 +215,7 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks) if size <= MAX_BODY else b"x" * (MAX_BODY + 1)
-        status, response = await fast_answer(Headers(scope=scope), body)
+        status, response = await fast_answer(Headers(scope=scope), body, deadline)
         data = orjson.dumps(response)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(data)).encode("latin-1")),

@@ -19,6 +19,7 @@ broken after its head), and the multi-process tests run real ``veix serve``.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -88,6 +89,12 @@ class OneWriteCycle(RequestResponseCycle):
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    def on_headers_complete(self) -> None:
+        # When the head was read (a pipelined request waits for those before it): the
+        # card network's deadline counts from here (veix.http.network.received_at).
+        self.scope["veix.received"] = time.monotonic()  # type: ignore[typeddict-unknown-key]
+        super().on_headers_complete()
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         cycle.__class__ = OneWriteCycle
         super()._start_asgi_task(cycle, app)

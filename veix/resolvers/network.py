@@ -3,14 +3,17 @@ use cases, shared by the signed HTTP endpoints and the sandbox mutation."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 
-from veix.domain.authorization import KINDS, AuthRequest, AuthResult, money_text
+from veix.domain.authorization import KINDS, AuthRequest, AuthResult, money_text, past_deadline
 from veix.domain.cards import luhn_valid
 from veix.domain.countries import parse_country
 from veix.domain.errors import InvalidInput
@@ -23,6 +26,51 @@ from veix.persistence.uow import Actor, SqlUnitOfWork
 from veix.resolvers.services import Services
 
 NETWORK = Actor("network", None)
+log = logging.getLogger("veix.network")
+
+PAST_DEADLINE = Counter(
+    "veix_authorizations_past_deadline_total",
+    "Authorizations answered 91 (issuer unavailable) without a decision because they waited past "
+    "VEIX_NETWORK_DEADLINE_MS, by stage (queued: before the decision began; decided: its writes were not made)",
+    ["stage"],
+)
+
+
+class PastDeadline(Exception):
+    """The request waited past its deadline: ``result`` (91) is the answer,
+    nothing was written, and it is not kept under the webhook-id (the
+    network's redelivery of the same message is decided afresh)."""
+
+    def __init__(self, result: AuthResult) -> None:
+        super().__init__("past the network's deadline")
+        self.result = result
+
+
+class _Shedding:
+    """Counts requests answered past their deadline; logs them at most every
+    10 s (under overload a line per request would add to the load)."""
+
+    def __init__(self) -> None:
+        self.unlogged = 0
+        self.logged_at = float("-inf")
+
+    def check(self, deadline: float | None, req: AuthRequest, stage: str) -> None:
+        if deadline is None:
+            return
+        now = time.monotonic()
+        if now <= deadline:
+            return
+        PAST_DEADLINE.labels(stage).inc()
+        self.unlogged += 1
+        if now - self.logged_at >= 10:
+            log.warning("%d authorization(s) answered 91 without a decision: they waited past the "
+                        "network's deadline (VEIX_NETWORK_DEADLINE_MS); the server is overloaded",
+                        self.unlogged)
+            self.unlogged, self.logged_at = 0, now
+        raise PastDeadline(past_deadline(req.network_id, req.currency))
+
+
+_shedding = _Shedding()
 
 
 def _text(raw: Mapping[str, Any], key: str, *, max_len: int, required: bool = True,
@@ -123,20 +171,27 @@ def parse_authorization(raw: object) -> AuthRequest:
 
 
 async def run_authorization(services: Services, req: AuthRequest, *, actor: Actor = NETWORK,
-                            request_id: str | None = None, message_id: str | None = None) -> AuthResult:
+                            request_id: str | None = None, message_id: str | None = None,
+                            deadline: float | None = None) -> AuthResult:
     """The decision in one transaction; a concurrent duplicate of the same
     network id loses the unique-key race and then reads the winner's answer.
 
     With ``message_id`` (the webhook-id), the answer is stored in the same
     transaction; if that webhook-id was answered before, that answer wins and
-    this attempt rolls back (``StoredAnswer`` is raised carrying it)."""
+    this attempt rolls back (``StoredAnswer`` is raised carrying it).
+
+    With ``deadline`` (``time.monotonic()``), a request still waiting for its
+    connection (or its database lock) then, or whose decision ends after it, is
+    not decided and nothing is written: ``PastDeadline`` carries the 91."""
     if services.fast_pool is not None:
-        return await _run_fast(services, req, message_id)
+        return await _run_fast(services, req, message_id, deadline)
     for attempt in range(2):
         try:
+            _shedding.check(deadline, req, "queued")
             async with SqlUnitOfWork(services.engine, actor=actor, request_id=request_id) as uow:
                 result = await auth_svc.authorize(uow, services.vault, services.scorer, services.rates,
                                                   services.auth_config, req, now=utcnow())
+                _shedding.check(deadline, req, "decided")  # (SQLite: the wait is for the write lock)
                 await uow.commit()
                 return result
         except IntegrityError:
@@ -151,7 +206,8 @@ class StoredAnswer(Exception):
         self.status, self.response = status, response
 
 
-async def _run_fast(services: Services, req: AuthRequest, message_id: str | None) -> AuthResult:
+async def _run_fast(services: Services, req: AuthRequest, message_id: str | None,
+                    deadline: float | None) -> AuthResult:
     """The decision on the asyncpg hot path: first optimistically (two round
     trips, no lock; see veix.persistence.fast_pg), then, if that attempt could
     not finish, under the card's lock."""
@@ -173,10 +229,12 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
         try:
             async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
                                                  defer_debits=defer_debits, optimistic=optimistic) as uow:
+                _shedding.check(deadline, req, "queued")  # (waiting for a free connection, mostly)
                 now = utcnow()
                 uow.authorizations.prefetch(now, req.merchant_key, req.at)
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
                                                   services.rates, services.auth_config, req, now=now)
+                _shedding.check(deadline, req, "decided")  # nothing written yet (the writes are one statement)
                 if message_id is not None:
                     uow.store_answer(message_id, "authorizations", result.to_json(), now)
                 if not await uow.commit():

@@ -26,6 +26,7 @@ class Services:
     scorer: Any = None  # veix.domain.risk.RiskScorer
     rates: Any = None  # veix.domain.fx.ExchangeRateProvider
     network_secret: str = ""
+    network_deadline: float = 1.5  # seconds from a network request's arrival to its latest decision
     fast_pool: Any = None  # fast_pg.HotPool: the authorization hot path's connections (PostgreSQL only)
     # Webhook endpoint URLs: https only, no private/loopback hosts (production). Development
     # (False) also allows http and local receivers.

@@ -1,0 +1,171 @@
+"""The network's deadline (VEIX_NETWORK_DEADLINE_MS): an authorization that
+waited longer than that for the database is answered 91 (issuer unavailable)
+and not decided: nothing is written, and the answer is not kept under the
+webhook-id, so the network's redelivery of the same message is decided.
+
+The wait is real: on PostgreSQL every connection of the hot path's pool is
+held, on SQLite another connection holds the write lock (BEGIN IMMEDIATE),
+for longer than the deadline; then they are let go and the request, which
+was waiting for them, goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+
+from tests.integration import network_helpers
+from tests.integration.network_helpers import (
+    AUTHORIZATIONS,
+    auth_body,
+    balance,
+    card_transaction,
+    holds_balance,
+    issue_card,
+    new_business,
+    spend,
+)
+from veix.persistence.tables import outbox
+
+network = network_helpers.network  # the fixture: signed HTTP to the app
+
+HELD_FOR = 0.6  # seconds the database is kept busy
+DEADLINE = 0.2
+
+
+@contextlib.asynccontextmanager
+async def database_busy(app: Any) -> AsyncIterator[None]:
+    """Every decision waits for the database while this is open."""
+    services = app.state.services
+    if services.fast_pool is not None:  # PostgreSQL: no free connection in the hot path's pool
+        pool = services.fast_pool
+        held = [await pool.acquire() for _ in range(pool._size)]
+        try:
+            yield
+        finally:
+            for conn in held:
+                pool.release(conn)
+        return
+    path = services.engine.url.database  # SQLite: another writer holds the write lock
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def short_deadline(app: Any) -> Any:
+    services = app.state.services
+    before = services.network_deadline
+    services.network_deadline = DEADLINE
+    yield
+    services.network_deadline = before
+
+
+async def outbox_count(app: Any) -> int:
+    async with app.state.services.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(outbox))).scalar_one())
+
+
+async def past_deadline(network: Any) -> dict[str, float]:
+    """``veix_authorizations_past_deadline_total`` by stage, from /metrics."""
+    r = await network.client.get("/metrics")
+    found: dict[str, float] = {"queued": 0.0, "decided": 0.0}
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "veix_authorizations_past_deadline":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels["stage"]] = sample.value
+    return found
+
+
+async def test_a_request_that_waited_past_the_deadline_is_answered_91_and_nothing_is_written(
+        app: Any, api: Any, network: Any, short_deadline: Any) -> None:
+    biz = await new_business(api, fund="1000.00")
+    card = await issue_card(app, biz.id)
+    body = auth_body(card, "40.00")
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    events, shed = await outbox_count(app), await past_deadline(network)
+
+    async with database_busy(app):
+        pending = asyncio.create_task(network.post(AUTHORIZATIONS, body, msg_id=msg_id))
+        await asyncio.sleep(HELD_FOR)
+        assert not pending.done()  # it is waiting for the database
+    r = await pending
+
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["approved"], answer["response_code"], answer["reason"]) == (False, "91", "issuer_unavailable")
+    assert answer["approved_amount"] == "0.00" and answer["card_transaction_id"] is None
+    assert "pan" not in r.text and card.pan not in r.text
+    assert await card_transaction(app, body["id"]) is None
+    assert await balance(api, biz) == "1000.00"
+    assert await holds_balance(app, biz) == Decimal(0)
+    assert sum((await spend(app, card)).values(), Decimal(0)) == 0
+    assert await outbox_count(app) == events
+    # On PostgreSQL the request waited for a connection and was answered before its decision
+    # began (the cheap way out of an overload); SQLite's wait is the write lock, inside it.
+    stage = "queued" if app.state.services.fast_pool is not None else "decided"
+    assert await past_deadline(network) == {**shed, stage: shed[stage] + 1}
+
+    # The network redelivers the same message (same webhook-id): it is decided now.
+    again = await network.post(AUTHORIZATIONS, body, msg_id=msg_id)
+    assert again.status_code == 200, again.text
+    assert (again.json()["response_code"], again.json()["approved_amount"]) == ("00", "40.00")
+    assert await balance(api, biz) == "960.00"
+    assert await holds_balance(app, biz) == Decimal("40.00")
+    # ... and from then on that webhook-id has its answer.
+    stored = await network.post(AUTHORIZATIONS, body, msg_id=msg_id)
+    assert stored.json() == again.json()
+    assert await balance(api, biz) == "960.00"
+
+
+async def test_a_short_wait_within_the_deadline_is_decided(app: Any, api: Any, network: Any) -> None:
+    services = app.state.services
+    before = services.network_deadline
+    services.network_deadline = 5.0
+    try:
+        biz = await new_business(api, fund="100.00")
+        card = await issue_card(app, biz.id)
+        async with database_busy(app):
+            pending = asyncio.create_task(network.post(AUTHORIZATIONS, auth_body(card, "25.00")))
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+        r = await pending
+    finally:
+        services.network_deadline = before
+    assert r.json()["response_code"] == "00", r.text
+    assert await balance(api, biz) == "75.00"
+
+
+async def test_many_requests_past_the_deadline_leave_the_ledger_and_balance_untouched(
+        app: Any, api: Any, network: Any, short_deadline: Any) -> None:
+    """A burst arriving while the database is busy: every one is answered
+    (91), none writes, and the next request is decided normally."""
+    biz = await new_business(api, fund="500.00")
+    card = await issue_card(app, biz.id)
+    async with database_busy(app):
+        pending = [asyncio.create_task(network.post(AUTHORIZATIONS, auth_body(card, "10.00")))
+                   for _ in range(30)]
+        await asyncio.sleep(HELD_FOR)
+    answers = [(await p).json() for p in pending]
+    assert {a["response_code"] for a in answers} == {"91"}
+    assert await balance(api, biz) == "500.00"
+    assert await holds_balance(app, biz) == Decimal(0)
+    after = await network.authorize(card, "10.00")
+    assert after["response_code"] == "00"
+    assert await balance(api, biz) == "490.00"
