@@ -169,3 +169,33 @@ async def test_many_requests_past_the_deadline_leave_the_ledger_and_balance_unto
     after = await network.authorize(card, "10.00")
     assert after["response_code"] == "00"
     assert await balance(api, biz) == "490.00"
+
+
+async def test_a_decision_is_not_started_in_the_last_tenth_of_the_deadline(app: Any, api: Any, network: Any) -> None:
+    """Budget 2 s: a request that gets its connection 1.9 s after it arrived is
+    past its start-by time (1.8 s) though not its finish-by time (2 s). On
+    PostgreSQL it waited in the pool's queue and is answered 91 without
+    starting a decision that would likely end past the deadline; on SQLite the
+    wait was for the write lock, inside the decision, which ends in time and
+    is written."""
+    services = app.state.services
+    before = services.network_deadline
+    services.network_deadline = 2.0
+    try:
+        biz = await new_business(api, fund="100.00")
+        card = await issue_card(app, biz.id)
+        shed = await past_deadline(network)
+        async with database_busy(app):
+            pending = asyncio.create_task(network.post(AUTHORIZATIONS, auth_body(card, "30.00")))
+            await asyncio.sleep(1.9)
+        answer = (await pending).json()
+    finally:
+        services.network_deadline = before
+    if services.fast_pool is not None:
+        assert answer["response_code"] == "91", answer
+        assert await past_deadline(network) == {**shed, "queued": shed["queued"] + 1}
+        assert await balance(api, biz) == "100.00"
+    else:
+        assert answer["response_code"] == "00", answer
+        assert await past_deadline(network) == shed
+        assert await balance(api, biz) == "70.00"

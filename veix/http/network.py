@@ -57,9 +57,9 @@ def _status_of(exc: VeixError) -> int:
 
 
 def _endpoint(services: Services, name: str,
-              handle: Callable[[Any, float], Awaitable[tuple[int, dict[str, Any]]]]) -> Callable[..., Any]:
+              handle: Callable[[Any, net.Deadline], Awaitable[tuple[int, dict[str, Any]]]]) -> Callable[..., Any]:
     async def endpoint(request: Request) -> JSONResponse:
-        deadline = received_at(request.scope) + services.network_deadline
+        deadline = net.Deadline.after(received_at(request.scope), services.network_deadline)
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error(413, "too_large", "Request body too large")
@@ -150,14 +150,14 @@ def fast_authorization_endpoint(services: Services) -> Callable[[Scope, Receive,
 
 
 def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
-    async def authorizations(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:
+    async def authorizations(raw: Any, deadline: net.Deadline) -> tuple[int, dict[str, Any]]:
         result = await net.run_authorization(services, net.parse_authorization(raw), deadline=deadline)
         return 200, result.to_json()
 
-    async def clearings(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:  # (no network deadline)
+    async def clearings(raw: Any, deadline: net.Deadline) -> tuple[int, dict[str, Any]]:  # (no network deadline)
         return 200, await net.run_clearing(services, raw)
 
-    async def reversals(raw: Any, deadline: float) -> tuple[int, dict[str, Any]]:
+    async def reversals(raw: Any, deadline: net.Deadline) -> tuple[int, dict[str, Any]]:
         return 200, await net.run_reversal(services, raw)
 
     return [
@@ -170,7 +170,7 @@ def network_routes(services: Services, *, fast: bool = False) -> list[Route]:
 
 
 def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    async def fast_answer(headers: Headers, body: bytes, deadline: float) -> tuple[int, dict[str, Any]]:
+    async def fast_answer(headers: Headers, body: bytes, deadline: net.Deadline) -> tuple[int, dict[str, Any]]:
         """PostgreSQL: the webhook-id answer is stored inside the decision's
         transaction, so a new message costs no extra round trips."""
         if len(body) > MAX_BODY:
@@ -201,7 +201,7 @@ def _fast_endpoints(services: Services) -> Callable[[Scope, Receive, Send], Awai
         """A bare ASGI endpoint (no Request object or per-request wrappers:
         this path carries the card network's whole load); same answers as
         the Starlette endpoints."""
-        deadline = received_at(scope) + services.network_deadline
+        deadline = net.Deadline.after(received_at(scope), services.network_deadline)
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,21 @@ class PastDeadline(Exception):
         self.result = result
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When an authorization must be decided by (``time.monotonic()``): it is not
+    started after ``start_by`` and not written after ``finish_by``. The tenth of
+    the budget between them is for the decision itself, so that under a
+    standing queue few decisions are made only to be dropped before their writes."""
+
+    start_by: float
+    finish_by: float
+
+    @classmethod
+    def after(cls, received: float, budget: float) -> Deadline:
+        return cls(received + 0.9 * budget, received + budget)
+
+
 class _Shedding:
     """Counts requests answered past their deadline; logs them at most every
     10 s (under overload a line per request would add to the load)."""
@@ -54,11 +70,12 @@ class _Shedding:
         self.unlogged = 0
         self.logged_at = float("-inf")
 
-    def check(self, deadline: float | None, req: AuthRequest, stage: str) -> None:
+    def check(self, deadline: Deadline | None, req: AuthRequest, stage: str) -> None:
+        """``stage`` "queued": before the decision; "decided": before its writes."""
         if deadline is None:
             return
         now = time.monotonic()
-        if now <= deadline:
+        if now <= (deadline.start_by if stage == "queued" else deadline.finish_by):
             return
         PAST_DEADLINE.labels(stage).inc()
         self.unlogged += 1
@@ -172,7 +189,7 @@ def parse_authorization(raw: object) -> AuthRequest:
 
 async def run_authorization(services: Services, req: AuthRequest, *, actor: Actor = NETWORK,
                             request_id: str | None = None, message_id: str | None = None,
-                            deadline: float | None = None) -> AuthResult:
+                            deadline: Deadline | None = None) -> AuthResult:
     """The decision in one transaction; a concurrent duplicate of the same
     network id loses the unique-key race and then reads the winner's answer.
 
@@ -180,9 +197,10 @@ async def run_authorization(services: Services, req: AuthRequest, *, actor: Acto
     transaction; if that webhook-id was answered before, that answer wins and
     this attempt rolls back (``StoredAnswer`` is raised carrying it).
 
-    With ``deadline`` (``time.monotonic()``), a request still waiting for its
-    connection (or its database lock) then, or whose decision ends after it, is
-    not decided and nothing is written: ``PastDeadline`` carries the 91."""
+    With ``deadline``, a request still waiting for its connection at its
+    ``start_by``, or whose decision (its database lock, on SQLite) ends after
+    its ``finish_by``, is not decided and nothing is written: ``PastDeadline``
+    carries the 91."""
     if services.fast_pool is not None:
         return await _run_fast(services, req, message_id, deadline)
     for attempt in range(2):
@@ -207,7 +225,7 @@ class StoredAnswer(Exception):
 
 
 async def _run_fast(services: Services, req: AuthRequest, message_id: str | None,
-                    deadline: float | None) -> AuthResult:
+                    deadline: Deadline | None) -> AuthResult:
     """The decision on the asyncpg hot path: first optimistically (two round
     trips, no lock; see veix.persistence.fast_pg), then, if that attempt could
     not finish, under the card's lock."""
