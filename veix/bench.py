@@ -54,6 +54,7 @@ AUTHORIZATIONS_PATH = "/v1/network/authorizations"
 MAX_TEMPLATES = 20_000
 _CODE_RE = re.compile(rb'"response_code":\s*"([0-9]{2})"')
 _REASON_RE = re.compile(rb'"reason":\s*"([^"]*)"')
+NOT_DECIDED = "91"  # the server's answer to a request that waited past its deadline (shed load)
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float:
@@ -105,6 +106,7 @@ class BenchResult:
     rate: float | None = None  # offered requests per second (open loop), None: closed loop
     elapsed: float = 0.0  # seconds of the measured window
     latencies_ms: list[float] = field(default_factory=list)  # of every 200 answer, sorted
+    decided_ms: list[float] = field(default_factory=list)  # of the answers that were decisions (not 91), sorted
     codes: Counter[str] = field(default_factory=Counter)  # ISO 8583 response code -> answers
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # (code, reason) -> answers
     statuses: Counter[int] = field(default_factory=Counter)  # non-200 HTTP status -> answers
@@ -144,6 +146,11 @@ class BenchResult:
         """Nearest-rank percentile of the latencies, in ms (0 when nothing completed)."""
         return nearest_rank(self.latencies_ms, q)
 
+    def decided_percentile(self, q: float) -> float:
+        """As ``percentile``, over the answers that were decisions (a server
+        shedding load answers the rest 91 at its deadline)."""
+        return nearest_rank(self.decided_ms, q)
+
     def worst_interval(self) -> Interval | None:
         """The slice with the highest p99 (None without answers)."""
         answered = [i for i in self.timeline if i.answers]
@@ -157,6 +164,8 @@ class BenchResult:
             "throughput_rps": round(self.throughput, 1),
             "latency_ms": {name: round(self.percentile(q), 2)
                            for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+            "decided_latency_ms": {name: round(self.decided_percentile(q), 2)
+                                   for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
             "response_codes": dict(self.codes),
             "reasons": {f"{c} {r}": n for (c, r), n in self.reasons.items()},
             "non_200": {str(k): v for k, v in self.statuses.items()},
@@ -347,6 +356,7 @@ async def run_authorize_bench(
     prefix = f"auth_b{secrets.token_hex(5)}"
     counter = itertools.count()
     latencies: list[float] = []
+    decided: list[float] = []  # the latencies of the answers that were not 91
     due: list[float] = []  # when each answered request was due (closed loop: sent), from measure_from
     # Long-lived objects (templates, cards) out of the collector's way during the run.
     gc.collect()
@@ -404,6 +414,8 @@ async def run_authorize_bench(
             reason_match = _REASON_RE.search(content)
             result.codes[code] += 1
             result.reasons[(code, reason_match.group(1).decode() if reason_match else "")] += 1
+            if code != NOT_DECIDED:
+                decided.append(done - sent)
 
     try:
         await asyncio.gather(*(worker(connection) for connection in connections))
@@ -415,11 +427,9 @@ async def run_authorize_bench(
     result.client_cpu = time.process_time() - cpu_start
     result.sent = requests
     result.latencies_ms = sorted(x * 1000 for x in latencies)
+    result.decided_ms = sorted(x * 1000 for x in decided)
     result.timeline = build_timeline(due, [x * 1000 for x in latencies], interval, duration)
     return result
-
-
-NOT_DECIDED = "91"  # the server's answer to a request that waited past its deadline (shed load)
 
 
 def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
@@ -433,6 +443,10 @@ def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
         f"  latency ms:  p50 {r.percentile(50):.2f}  p95 {r.percentile(95):.2f}  "
         f"p99 {r.percentile(99):.2f}  max {r.percentile(100):.2f}",
     ]
+    if r.codes.get(NOT_DECIDED):
+        lines.append(f"  decisions ms: p50 {r.decided_percentile(50):.2f}  p95 {r.decided_percentile(95):.2f}  "
+                     f"p99 {r.decided_percentile(99):.2f}  max {r.decided_percentile(100):.2f}  "
+                     f"(the {len(r.decided_ms)} answers that were not 91)")
     worst = r.worst_interval()
     if worst is not None and len(r.timeline) > 1:
         lines.append(f"  worst {r.interval:g} s:  from {worst.start:g} s, p99 {worst.p99_ms:.2f} ms, "

@@ -1,11 +1,13 @@
 """The authorization path's connection pool (veix.persistence.fast_pg.HotPool) on a real
 PostgreSQL: a bound on connections, waiters served in turn, and no connection handed
 out again that is closed, killed by the server or left in a transaction; amounts in
-the text format its connections use for numeric."""
+the text format its connections use for numeric; under a standing queue, the newest
+waiter first and waiters that give up at their start-by time."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -13,7 +15,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import database_url
-from veix.persistence.fast_pg import HotPool, asyncpg_connect_args, create_pool
+from veix.persistence.fast_pg import HotPool, QueueTimeout, asyncpg_connect_args, create_pool
 
 pytestmark = pytest.mark.postgres
 
@@ -129,3 +131,80 @@ async def test_amounts_go_and_come_back_exactly_in_text_format(pool: HotPool, te
     assert Decimal(as_text) == value
     async with pool.connection() as conn:  # and in arrays, both ways
         assert await conn.fetchval("SELECT $1::numeric[]", [value, None]) == [value, None]
+
+
+async def test_a_waiter_gives_up_at_its_start_by_time_and_takes_no_connection(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    began = time.monotonic()
+    with pytest.raises(QueueTimeout):
+        await pool.acquire(start_by=began + 0.2)
+    assert 0.19 <= time.monotonic() - began < 1.5
+    with pytest.raises(QueueTimeout):  # already past it: no wait at all
+        await pool.acquire(start_by=time.monotonic() - 1)
+    pool.release(first)  # nobody is waiting any more: it goes back to the pool
+    assert await pool.acquire(start_by=time.monotonic() - 1) is first  # a free one is taken even late
+    pool.release(first)
+    pool.release(second)
+
+
+async def test_a_queue_that_moves_is_served_in_turn(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    later = time.monotonic() + 5
+    a = asyncio.create_task(pool.acquire(start_by=later))
+    await asyncio.sleep(0)
+    b = asyncio.create_task(pool.acquire(start_by=later))
+    await asyncio.sleep(0.01)  # well under lifo_after (50 ms)
+    pool.release(first)
+    assert await asyncio.wait_for(a, timeout=2) is first and not b.done()
+    pool.release(second)
+    assert await asyncio.wait_for(b, timeout=2) is second
+    pool.release(first)
+    pool.release(second)
+
+
+async def test_a_standing_queue_serves_the_newest_waiter_first(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    later = time.monotonic() + 5
+    oldest = asyncio.create_task(pool.acquire(start_by=later))
+    await asyncio.sleep(0.1)  # it has waited longer than lifo_after: the queue is standing
+    middle = asyncio.create_task(pool.acquire(start_by=later))
+    await asyncio.sleep(0.01)
+    newest = asyncio.create_task(pool.acquire(start_by=later))
+    await asyncio.sleep(0.01)
+    pool.release(first)
+    assert await asyncio.wait_for(newest, timeout=2) is first
+    assert not oldest.done() and not middle.done()
+    pool.release(second)
+    assert await asyncio.wait_for(middle, timeout=2) is second
+    pool.release(first)  # the last one waiting
+    assert await asyncio.wait_for(oldest, timeout=2) is first
+    pool.release(first)
+    pool.release(second)
+
+
+async def test_a_waiter_without_a_deadline_is_served_first_once_it_is_the_oldest(pool: HotPool) -> None:
+    """Adaptive LIFO cannot starve it: only waiters on a network's clock give up."""
+    first, second = await pool.acquire(), await pool.acquire()
+    patient = asyncio.create_task(pool.acquire())
+    await asyncio.sleep(0.1)
+    hurried = asyncio.create_task(pool.acquire(start_by=time.monotonic() + 5))
+    await asyncio.sleep(0.01)
+    pool.release(first)
+    assert await asyncio.wait_for(patient, timeout=2) is first and not hurried.done()
+    pool.release(second)
+    assert await asyncio.wait_for(hurried, timeout=2) is second
+    pool.release(first)
+    pool.release(second)
+
+
+async def test_a_waiter_that_gave_up_is_skipped(pool: HotPool) -> None:
+    first, second = await pool.acquire(), await pool.acquire()
+    gone = asyncio.create_task(pool.acquire(start_by=time.monotonic() + 0.05))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(pool.acquire(start_by=time.monotonic() + 5))
+    with pytest.raises(QueueTimeout):
+        await gone
+    pool.release(first)
+    assert await asyncio.wait_for(waiting, timeout=2) is first
+    pool.release(first)
+    pool.release(second)

@@ -54,6 +54,7 @@ import collections
 import contextlib
 import inspect
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -126,6 +127,26 @@ async def create_pool(sqlalchemy_url: str, *, size: int) -> HotPool:
     return pool
 
 
+class QueueTimeout(Exception):
+    """No connection came free before the waiter's ``start_by``."""
+
+
+def _give_up(future: asyncio.Future[asyncpg.Connection | None]) -> None:
+    if not future.done():
+        future.set_exception(QueueTimeout())
+
+
+class _Waiter:
+    __slots__ = ("future", "since", "start_by", "timer")
+
+    def __init__(self, future: asyncio.Future[asyncpg.Connection | None], since: float,
+                 start_by: float | None) -> None:
+        self.future = future
+        self.since = since
+        self.start_by = start_by
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class HotPool:
     """The authorization path's connections: up to ``size``, opened on demand and
     handed out most recently used first. What asyncpg's Pool adds around each
@@ -134,19 +155,31 @@ class HotPool:
     never leave session state behind (no SET, LISTEN or advisory locks;
     transactions always end), so a release only checks that the connection is
     still usable (open, not in a transaction) and otherwise closes it; a
-    waiter then opens a new one."""
+    waiter then opens a new one.
 
-    def __init__(self, connect_args: dict[str, Any], *, size: int) -> None:
+    Waiters are served in turn while the queue moves. Once its oldest waiter
+    has waited ``lifo_after`` seconds the queue is standing (more requests
+    than the connections can serve): then the newest waiter is served first,
+    as it is the likeliest to still meet its deadline, and a waiter that has
+    not got a connection by its ``start_by`` (``time.monotonic()``) gives up
+    with QueueTimeout. Under a sustained overload most requests are then
+    served at once and the excess is refused at its deadline, instead of every
+    request waiting out a queue that never drains (adaptive LIFO, as in
+    Facebook's "Fail at Scale"). A waiter without ``start_by`` (not on a
+    network's clock) is served before any other once it is the oldest."""
+
+    def __init__(self, connect_args: dict[str, Any], *, size: int, lifo_after: float = 0.05) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self._args = connect_args
         self._size = size
+        self.lifo_after = lifo_after
         self._free: list[asyncpg.Connection] = []
-        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._open = 0  # connections open or being opened
         self._closed = False
 
-    async def acquire(self) -> asyncpg.Connection:
+    async def acquire(self, start_by: float | None = None) -> asyncpg.Connection:
         while True:
             if self._closed:
                 raise asyncpg.InterfaceError("the pool is closed")
@@ -165,14 +198,25 @@ class HotPool:
                     self._wake_one(None)  # a waiter may open one instead
                     raise
                 return conn
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            now = time.monotonic()
+            if start_by is not None and now >= start_by:
+                raise QueueTimeout
+            waiter = _Waiter(loop.create_future(), now, start_by)
+            if start_by is not None:
+                waiter.timer = loop.call_later(start_by - now, _give_up, waiter.future)
             self._waiters.append(waiter)
             try:
-                handed = await waiter
+                handed = await waiter.future
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self.release(waiter.result())  # handed over just as we were cancelled
+                future = waiter.future
+                if future.done() and not future.cancelled() and future.exception() is None \
+                        and future.result() is not None:
+                    self.release(future.result())  # handed over just as we were cancelled
                 raise
+            finally:
+                if waiter.timer is not None:
+                    waiter.timer.cancel()
             if handed is not None:
                 return handed
             # None: a connection was dropped; loop to open a new one
@@ -188,11 +232,20 @@ class HotPool:
             self._free.append(conn)
 
     def _wake_one(self, conn: asyncpg.Connection | None) -> bool:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return True
+        waiters = self._waiters
+        while waiters:
+            oldest = waiters[0]
+            if oldest.future.done():  # gave up or cancelled
+                waiters.popleft()
+                continue
+            if oldest.start_by is None or time.monotonic() - oldest.since < self.lifo_after:
+                chosen = waiters.popleft()
+            else:
+                chosen = waiters.pop()  # a standing queue: the newest first
+                if chosen.future.done():
+                    continue
+            chosen.future.set_result(conn)
+            return True
         return False
 
     @contextlib.asynccontextmanager
@@ -212,7 +265,7 @@ class HotPool:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.popleft().future
             if not waiter.done():
                 waiter.set_exception(asyncpg.InterfaceError("the pool is closed"))
 
@@ -707,8 +760,9 @@ class PgAuthorizationUnitOfWork:
     statement before COMMIT."""
 
     def __init__(self, pool: HotPool, *, assume_new: bool = False, defer_debits: bool = False,
-                 optimistic: bool = False) -> None:
+                 optimistic: bool = False, start_by: float | None = None) -> None:
         self.pool = pool
+        self.start_by = start_by  # QueueTimeout if no connection came free by then (HotPool.acquire)
         self.optimistic = optimistic
         self.assume_new = assume_new
         self.defer_debits = defer_debits
@@ -723,7 +777,7 @@ class PgAuthorizationUnitOfWork:
         self.answer: tuple[str, str, dict[str, Any], datetime] | None = None
 
     async def __aenter__(self) -> PgAuthorizationUnitOfWork:
-        self.conn = await self.pool.acquire()
+        self.conn = await self.pool.acquire(self.start_by)
         self.begun = False  # BEGIN goes with the first statement (see begin)
         self.authorizations = PgAuthorizationStore(self.conn, self, assume_new=self.assume_new)
         self.ledger = PgLedger(self)

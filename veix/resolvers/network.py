@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
@@ -74,11 +74,13 @@ class _Shedding:
         """``stage`` "queued": before the decision; "decided": before its writes."""
         if deadline is None:
             return
-        now = time.monotonic()
-        if now <= (deadline.start_by if stage == "queued" else deadline.finish_by):
-            return
+        if time.monotonic() > (deadline.start_by if stage == "queued" else deadline.finish_by):
+            self.shed(req, stage)
+
+    def shed(self, req: AuthRequest, stage: str) -> NoReturn:
         PAST_DEADLINE.labels(stage).inc()
         self.unlogged += 1
+        now = time.monotonic()
         if now - self.logged_at >= 10:
             log.warning("%d authorization(s) answered 91 without a decision: they waited past the "
                         "network's deadline (VEIX_NETWORK_DEADLINE_MS); the server is overloaded",
@@ -236,6 +238,7 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
         DebitRefused,
         NeedLock,
         PgAuthorizationUnitOfWork,
+        QueueTimeout,
         RunAgain,
     )
 
@@ -244,10 +247,11 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
     # a lost prepared statement, after a duplicate network id (each of these changes one flag).
     for _attempt in range(5):
         path = "optimistic" if optimistic else "locked"
+        _shedding.check(deadline, req, "queued")  # e.g. kept waiting by a busy event loop
         try:
             async with PgAuthorizationUnitOfWork(services.fast_pool, assume_new=assume_new,
-                                                 defer_debits=defer_debits, optimistic=optimistic) as uow:
-                _shedding.check(deadline, req, "queued")  # (waiting for a free connection, mostly)
+                                                 defer_debits=defer_debits, optimistic=optimistic,
+                                                 start_by=deadline.start_by if deadline else None) as uow:
                 now = utcnow()
                 uow.authorizations.prefetch(now, req.merchant_key, req.at)
                 result = await auth_svc.authorize(uow, services.vault, services.scorer,  # type: ignore[arg-type]
@@ -261,6 +265,8 @@ async def _run_fast(services: Services, req: AuthRequest, message_id: str | None
                     raise StoredAnswer(*previous)
                 AUTHORIZATION_ATTEMPTS.labels(path, "decided").inc()
                 return result
+        except QueueTimeout:  # no connection came free by the start-by time (HotPool.acquire)
+            _shedding.shed(req, "queued")
         except NeedLock as again:
             AUTHORIZATION_ATTEMPTS.labels(path, again.reason).inc()
             optimistic = False  # again, under the card's lock
