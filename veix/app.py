@@ -206,7 +206,10 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
         if not settings.is_sqlite:
             from veix.persistence.fast_pg import create_pool
 
-            services.fast_pool = await create_pool(settings.database_url, size=settings.db_pool_size)
+            # Newest first only once the queue has stood for half the network's deadline:
+            # a shorter slow spell is served in turn, every request in time (HotPool).
+            services.fast_pool = await create_pool(settings.database_url, size=settings.db_pool_size,
+                                                   lifo_after=settings.network_deadline_ms / 2000)
         # Everything built so far lives as long as the process: move it out of
         # the collector's generations so request garbage does not trigger full
         # scans of it (measured: a third of a nested query's time went to GC).

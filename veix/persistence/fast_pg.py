@@ -118,11 +118,11 @@ async def _init(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("numeric", encoder=str, decoder=Decimal, schema="pg_catalog", format="text")
 
 
-async def create_pool(sqlalchemy_url: str, *, size: int) -> HotPool:
+async def create_pool(sqlalchemy_url: str, *, size: int, lifo_after: float = 0.05) -> HotPool:
     args = asyncpg_connect_args(sqlalchemy_url)
     settings = {**(args.pop("server_settings", None) or {}), "timezone": "UTC", "jit": "off",
                 "plan_cache_mode": "force_generic_plan", "standard_conforming_strings": "on"}
-    pool = HotPool({**args, "server_settings": settings}, size=size)
+    pool = HotPool({**args, "server_settings": settings}, size=size, lifo_after=lifo_after)
     pool.release(await pool.acquire())  # fail at start-up, not on the first authorization
     return pool
 
@@ -165,8 +165,11 @@ class HotPool:
     with QueueTimeout. Under a sustained overload most requests are then
     served at once and the excess is refused at its deadline, instead of every
     request waiting out a queue that never drains (adaptive LIFO, as in
-    Facebook's "Fail at Scale"). A waiter without ``start_by`` (not on a
-    network's clock) is served before any other once it is the oldest."""
+    Facebook's "Fail at Scale"). ``lifo_after`` must be well above the waits
+    of a short slow spell: in turn, every waiter of such a spell is served in
+    time; newest first, its oldest waiters starve and are refused (``veix
+    serve`` uses half the network deadline). A waiter without ``start_by`` (not
+    on a network's clock) is served before any other once it is the oldest."""
 
     def __init__(self, connect_args: dict[str, Any], *, size: int, lifo_after: float = 0.05) -> None:
         if size < 1:
