@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from veix.http.server import OneWriteHttpToolsProtocol
+from veix.http.server import RECEIVED, OneWriteHttpToolsProtocol
 
 WRITES: list[bytes] = []
 
@@ -57,7 +57,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path in ("/received", "/slow"):
         if path == "/slow":
             await asyncio.sleep(0.3)
-        body = json.dumps({"age": time.monotonic() - scope["veix.received"]}).encode()
+        body = json.dumps({"age": time.monotonic() - scope[RECEIVED]}).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -125,7 +125,7 @@ async def test_a_response_that_breaks_after_its_head_closes_the_connection(serve
 
 
 async def test_each_request_is_stamped_when_its_head_was_read(server: str) -> None:
-    """The card network's deadline counts from ``scope["veix.received"]``: when
+    """The card network's deadline counts from ``scope[RECEIVED]``: when
     the server read the request, not when its handler got to run. Two
     requests pipelined in one write: the second waits for the first's 0.3 s,
     and its stamp says so."""

@@ -21,13 +21,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from veix.domain.errors import Conflict, InsufficientFunds, InvalidStateTransition, NotFound, VeixError
+from veix.http.server import RECEIVED
 from veix.resolvers import network as net
 from veix.resolvers.services import Services
 from veix.security.signatures import SignatureError, verify
 
 log = logging.getLogger("veix.network")
 MAX_BODY = 64_000
-RECEIVED = "veix.received"  # scope key: time.monotonic() when the server read the request's head
 
 
 def received_at(scope: Scope) -> float:

@@ -88,11 +88,14 @@ class OneWriteCycle(RequestResponseCycle):
                 real.write(prefixed.head)
 
 
+RECEIVED = "veix.received"  # scope key: time.monotonic() when the request's head was read
+
+
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         # When the head was read (a pipelined request waits for those before it): the
         # card network's deadline counts from here (veix.http.network.received_at).
-        self.scope["veix.received"] = time.monotonic()  # type: ignore[typeddict-unknown-key]
+        self.scope[RECEIVED] = time.monotonic()  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
