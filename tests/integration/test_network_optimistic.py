@@ -37,7 +37,7 @@ from tests.integration.network_helpers import (
     set_card_status,
     spend,
 )
-from veix.persistence.fast_pg import asyncpg_connect_args
+from veix.persistence.fast_pg import DEBIT_REFUSED, STALE_READ, asyncpg_connect_args
 
 network = network_helpers.network  # the fixture: signed HTTP to the app
 
@@ -62,19 +62,20 @@ def declined(answer: dict[str, Any], code: str, reason: str) -> None:
     assert (answer["approved"], answer["response_code"], answer["reason"]) == (False, code, reason), answer
 
 
-def after_the_first_read(monkeypatch, change: Callable[[], Awaitable[None]]) -> None:
+def after_the_first_read(monkeypatch, change: Callable[[], Awaitable[None]], nth: int = 1) -> None:
     """Run ``change`` once, after the first decision's card and features were read
-    and before it writes."""
+    (with ``nth``, the nth such read: 2 is the attempt under the lock that follows
+    an optimistic one) and before it writes."""
     from veix.persistence.fast_pg import PgAuthorizationStore
 
     read = PgAuthorizationStore.card_for_auth
-    done = False
+    reads = 0
 
     async def read_then_change(self: Any, **kwargs: Any) -> Any:
-        nonlocal done
+        nonlocal reads
         found = await read(self, **kwargs)
-        if not done:
-            done = True
+        reads += 1
+        if reads == nth:
             await change()
         return found
 
@@ -233,3 +234,64 @@ async def test_a_webhook_id_answered_after_the_read_keeps_its_first_answer(api, 
     approved(outer.json(), "25.00")
     assert await card_transaction_count(app, card) == 1
     assert await balance(api, biz) == "75.00"
+
+
+async def test_funds_taken_after_the_read_by_another_card_decline_the_decision(api, app, network, monkeypatch):
+    """Another card of the business spends most of the balance between the
+    decision's read and its writes: the writes statement's debit is refused
+    (VXD01), nothing is written, and under the lock the decision declines 51."""
+    biz = await new_business(api, fund="100.00")
+    card, other_card = await issue_card(app, biz.id), await issue_card(app, biz.id)
+    other: dict[str, Any] = {}
+
+    async def the_other_card_spends() -> None:
+        other.update(await network.authorize(other_card, "80.00"))
+
+    after_the_first_read(monkeypatch, the_other_card_spends)
+    answer, counted = await attempts_during(network, lambda: network.authorize(card, "50.00"))
+
+    approved(other, "80.00")
+    declined(answer, "51", "insufficient_funds")
+    assert counted == {("optimistic", "decided"): 1, ("optimistic", "conflict"): 1, ("locked", "decided"): 1}
+    assert await balance(api, biz) == "20.00"
+    assert await holds_balance(app, biz) == Decimal("80.00")
+    assert await spend(app, card) == {}
+
+
+async def test_funds_taken_while_a_locked_decision_decides_are_not_overdrawn(api, app, network, monkeypatch):
+    """A single-use card decides under its lock (with its debit deferred to the
+    writes statement); another card takes the money after that read: the
+    deferred debit is refused (VXD01, DebitRefused), and the decision runs
+    again debiting at once, which declines it 51."""
+    biz = await new_business(api, fund="100.00")
+    single, other_card = await issue_card(app, biz.id, type="SINGLE_USE"), await issue_card(app, biz.id)
+    other: dict[str, Any] = {}
+
+    async def the_other_card_spends() -> None:
+        other.update(await network.authorize(other_card, "80.00"))
+
+    after_the_first_read(monkeypatch, the_other_card_spends, nth=2)  # the locked attempt's read
+    answer, counted = await attempts_during(network, lambda: network.authorize(single, "50.00"))
+
+    approved(other, "80.00")
+    declined(answer, "51", "insufficient_funds")
+    assert counted == {("optimistic", "unsupported"): 1, ("optimistic", "decided"): 1,
+                       ("locked", "debit_refused"): 1, ("locked", "decided"): 1}
+    assert await balance(api, biz) == "20.00"
+    assert await holds_balance(app, biz) == Decimal("80.00")
+    approved(await network.authorize(single, "10.00"), "10.00")  # the declined attempt did not use it up
+    declined(await network.authorize(single, "1.00"), "14", "card_closed")
+
+
+async def test_the_writes_guard_fails_the_statement_with_its_own_code_and_message(app):
+    """What the PostgreSQL log shows when a guard fails (migration 0008)."""
+    conn = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
+    try:
+        assert await conn.fetchval("SELECT veix_writes_guard(true, true)") is True
+        for unchanged, funded, code, says in ((False, False, STALE_READ, "has changed"),
+                                              (True, False, DEBIT_REFUSED, "would overdraw")):
+            with pytest.raises(asyncpg.PostgresError) as failed:
+                await conn.fetchval("SELECT veix_writes_guard($1, $2)", unchanged, funded)
+            assert failed.value.sqlstate == code and says in str(failed.value)
+    finally:
+        await conn.close()

@@ -508,6 +508,11 @@ async def _execute_text(conn: asyncpg.Connection, sql: str, args: list[Any] | tu
     return f"EXECUTE {name}({literals})"
 
 
+# The writes statement's guards fail it with these SQLSTATEs (veix_writes_guard, migration 0008).
+STALE_READ = "VXS01"
+DEBIT_REFUSED = "VXD01"
+
+
 class RunAgain(Exception):
     """Nothing was written: run the decision again (in a new unit of work)."""
 
@@ -828,10 +833,12 @@ class PgAuthorizationUnitOfWork:
             await self.begin()
         try:
             answered = (await self.conn.fetchrow(sql, *args))["answered"]
-        except asyncpg.exceptions.DivisionByZeroError:  # the guard of the deferred debits: see _writes_statement
-            if self.optimistic:
+        except asyncpg.PostgresError as failed:  # a guard of the statement: see _writes_statement
+            if failed.sqlstate == STALE_READ or (failed.sqlstate == DEBIT_REFUSED and self.optimistic):
                 raise NeedLock("conflict") from None
-            raise DebitRefused from None
+            if failed.sqlstate == DEBIT_REFUSED:
+                raise DebitRefused from None
+            raise
         if self.answer is not None and not answered:
             return False
         if not self.optimistic:
@@ -994,13 +1001,14 @@ class PgAuthorizationUnitOfWork:
                 guards.append("EXISTS (SELECT FROM nm)")
             else:
                 answered = "coalesce((SELECT inserted FROM nm), false)"
-        # The columns are evaluated in order: the guards (the card's lock first) before the debits.
-        # A failed guard or a refused debit fails the statement (division by zero), so none of its
-        # writes happen; commit() turns that into NeedLock or DebitRefused.
-        columns = [f"1 / ({' AND '.join(guards)})::int AS guard"] if guards else []
-        columns.append(f"{answered} AS answered")
-        if debits:
-            columns.append(f"1 / ({' AND '.join(debits)})::int AS debited")
+        # A failed guard (the card's lock first) or a refused debit fails the statement
+        # (veix_writes_guard, migration 0008: an error with its own code, VXS01 or VXD01, and a
+        # message that says what happened in the server's log), so none of its writes happen;
+        # commit() turns that into NeedLock or DebitRefused.
+        columns = [f"{answered} AS answered"]
+        if guards or debits:  # one call: the guards are tested first
+            columns.append(f"veix_writes_guard({' AND '.join(guards) or 'true'}, {' AND '.join(debits) or 'true'}) "
+                           "AS guarded")
         final = "SELECT " + ", ".join(columns)
         if not parts:
             return "", []
