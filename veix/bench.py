@@ -65,6 +65,18 @@ def nearest_rank(values: Sequence[float], q: float) -> float:
     return values[min(rank, len(values)) - 1]
 
 
+SUMMARY = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+
+
+def summary_ms(values: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of sorted ``values`` (ms), rounded to 0.01."""
+    return {name: round(nearest_rank(values, q), 2) for name, q in SUMMARY}
+
+
+def summary_text(values: Sequence[float]) -> str:
+    return "  ".join(f"{name} {nearest_rank(values, q):.2f}" for name, q in SUMMARY)
+
+
 @dataclass(frozen=True, slots=True)
 class Interval:
     """The answers to the requests due (closed loop: sent) within one slice of the
@@ -162,10 +174,8 @@ class BenchResult:
             "offered_rps": self.rate,
             "warmup_s": self.warmup, "elapsed_s": round(self.elapsed, 3), "completed": self.completed,
             "throughput_rps": round(self.throughput, 1),
-            "latency_ms": {name: round(self.percentile(q), 2)
-                           for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
-            "decided_latency_ms": {name: round(self.decided_percentile(q), 2)
-                                   for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
+            "latency_ms": summary_ms(self.latencies_ms),
+            "decided_latency_ms": summary_ms(self.decided_ms),
             "response_codes": dict(self.codes),
             "reasons": {f"{c} {r}": n for (c, r), n in self.reasons.items()},
             "non_200": {str(k): v for k, v in self.statuses.items()},
@@ -440,12 +450,10 @@ def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
            if r.rate else "closed loop, ")
         + f"{r.cards} cards, {r.elapsed:.1f} s measured after {r.warmup:g} s warm-up",
         f"  throughput:  {r.throughput:.1f} req/s ({r.completed} answers)",
-        f"  latency ms:  p50 {r.percentile(50):.2f}  p95 {r.percentile(95):.2f}  "
-        f"p99 {r.percentile(99):.2f}  max {r.percentile(100):.2f}",
+        f"  latency ms:  {summary_text(r.latencies_ms)}",
     ]
     if r.codes.get(NOT_DECIDED):
-        lines.append(f"  decisions ms: p50 {r.decided_percentile(50):.2f}  p95 {r.decided_percentile(95):.2f}  "
-                     f"p99 {r.decided_percentile(99):.2f}  max {r.decided_percentile(100):.2f}  "
+        lines.append(f"  decisions ms: {summary_text(r.decided_ms)}  "
                      f"(the {len(r.decided_ms)} answers that were not 91)")
     worst = r.worst_interval()
     if worst is not None and len(r.timeline) > 1:

@@ -48,7 +48,7 @@ async def database_busy(app: Any) -> AsyncIterator[None]:
     services = app.state.services
     if services.fast_pool is not None:  # PostgreSQL: no free connection in the hot path's pool
         pool = services.fast_pool
-        held = [await pool.acquire() for _ in range(pool._size)]
+        held = [await pool.acquire() for _ in range(pool.size)]
         try:
             yield
         finally:

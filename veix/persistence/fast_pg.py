@@ -182,6 +182,11 @@ class HotPool:
         self._open = 0  # connections open or being opened
         self._closed = False
 
+    @property
+    def size(self) -> int:
+        """The most connections it opens."""
+        return self._size
+
     async def acquire(self, start_by: float | None = None) -> asyncpg.Connection:
         while True:
             if self._closed:
