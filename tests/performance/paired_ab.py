@@ -76,7 +76,8 @@ def run_once(args: argparse.Namespace, sides: dict[str, Path], swap: bool) -> di
         for side, repo in sides.items():
             db = f"veix_pab_{side.lower()}"
             subprocess.run(["dropdb", "-h", SOCKET, "-U", "postgres", "--if-exists", db], check=True)
-            subprocess.run(["createdb", "-h", SOCKET, "-U", "postgres", "-T", args.template, db], check=True)
+            template = args.template_b if side == "B" and args.template_b else args.template
+            subprocess.run(["createdb", "-h", SOCKET, "-U", "postgres", "-T", template, db], check=True)
             subprocess.run(["redis-cli", "-n", str(redis[side]), "flushdb"], check=True, capture_output=True)
             env = {**os.environ, "VEIX_DATABASE_URL": f"postgresql+asyncpg://postgres@/{db}?host={SOCKET}",
                    "VEIX_LOG_LEVEL": "warning", "VEIX_MAX_AUTHORIZATIONS_PER_HOUR": "100000",
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("--a", required=True, type=Path, help="checkout A (with .venv)")
     parser.add_argument("--b", required=True, type=Path, help="checkout B (with .venv)")
     parser.add_argument("--template", required=True, help="database to copy for each side and run")
+    parser.add_argument("--template-b", help="B's own template (default --template): compares two databases, "
+                        "a schema change say, with --a and --b the same checkout")
     parser.add_argument("--cards-file", required=True)
     parser.add_argument("--rate", type=float, default=120, help="offered authorizations/s per side")
     parser.add_argument("--duration", type=float, default=30)
