@@ -47,13 +47,24 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from veix.domain.risk import RiskPolicy, RulesConfig
 from veix.security.signatures import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from veix.simulator import DEFAULT_FRAUD_SHARE, CardRef, Simulator
 
 AUTHORIZATIONS_PATH = "/v1/network/authorizations"
-MAX_TEMPLATES = 20_000
+# Two bodies per card, picked at random (some 86 % of a file's cards named), for files of up
+# to 125,000 cards (about 0.4 kB per body in the generator's memory). With 20,000 a larger
+# file was used only in part: each card then authorized more often than its size suggested.
+MAX_TEMPLATES = 250_000
 _CODE_RE = re.compile(rb'"response_code":\s*"([0-9]{2})"')
 _REASON_RE = re.compile(rb'"reason":\s*"([^"]*)"')
+_RISK_RE = re.compile(rb'"risk_score":\s*([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)')
+# The default review threshold (VEIX_RISK_REVIEW_THRESHOLD): an answer scored at or
+# above it raised a fraud alert on a server with the default thresholds.
+FLAGGED_AT = RiskPolicy().review_threshold
+# The rules scorer's velocity limit: a card used more often than this in 10 minutes is
+# flagged, so a run that uses each card more often measures a fraud storm.
+VELOCITY_PER_10_MINUTES = RulesConfig().max_count_10m
 NOT_DECIDED = "91"  # the server's answer to a request that waited past its deadline (shed load)
 
 
@@ -126,6 +137,8 @@ class BenchResult:
     errors: Counter[str] = field(default_factory=Counter)  # transport error class -> count
     client_cpu: float = 0.0  # CPU seconds this process spent during the run (load generator cost)
     sent: int = 0  # requests sent during the run, warm-up included
+    cards_used: int = 0  # distinct cards the requests name (bursts and random picks)
+    flagged: int = 0  # answers whose risk score is at least FLAGGED_AT
     interval: float = 1.0  # seconds per slice of the timeline
     timeline: list[Interval] = field(default_factory=list)  # the measured window, slice by slice
 
@@ -154,6 +167,14 @@ class BenchResult:
     def approved(self) -> int:
         return self.codes.get("00", 0)
 
+    @property
+    def per_card_per_10_minutes(self) -> float:
+        """How often the run used each card, scaled to 10 minutes (the velocity rule's window)."""
+        seconds = self.warmup + self.elapsed
+        if not self.cards_used or seconds <= 0:
+            return 0.0
+        return self.sent / self.cards_used * min(1.0, 600 / seconds)
+
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the latencies, in ms (0 when nothing completed)."""
         return nearest_rank(self.latencies_ms, q)
@@ -181,6 +202,8 @@ class BenchResult:
             "non_200": {str(k): v for k, v in self.statuses.items()},
             "timeouts": self.timeouts, "errors": dict(self.errors),
             "client_cpu_ms_per_request": round(self.client_cpu_ms_per_request, 3),
+            "cards_used": self.cards_used, "per_card_per_10_minutes": round(self.per_card_per_10_minutes, 1),
+            "flagged": self.flagged,
             "timeline": [i.to_json() for i in self.timeline],
         }
 
@@ -201,12 +224,16 @@ def _cheap_missing_sniffio() -> None:
 
 
 def build_templates(cards: Sequence[CardRef], *, seed: int | None, fraud_share: float, at: datetime,
-                    count: int) -> list[tuple[bytes, bytes]]:
-    """Serialised bodies split around the network id: ``head + id + tail``."""
+                    count: int, used: set[str] | None = None) -> list[tuple[bytes, bytes]]:
+    """Serialised bodies split around the network id: ``head + id + tail``.
+    ``used`` collects the keys of the cards they name."""
     sim = Simulator(seed, fraud_share=fraud_share, run_id="")
     templates = []
     for _ in range(count):
-        body = sim.next_request(sim.pick_card(cards), at)
+        card = sim.pick_card(cards)
+        if used is not None:
+            used.add(card.key)
+        body = sim.next_request(card, at)
         del body["id"]
         rest = json.dumps(body, separators=(",", ":")).encode()
         templates.append((b'{"id":"', b'",' + rest[1:]))
@@ -359,10 +386,12 @@ async def run_authorize_bench(
     sign(secret, "probe", 0, b"")  # a malformed secret fails here, not in every worker
     connections = [CLIENTS[client](url, AUTHORIZATIONS_PATH, request_timeout) for _ in range(concurrency)]
     count = templates or min(MAX_TEMPLATES, max(2_000, 2 * len(cards)))
+    used: set[str] = set()
     bodies = build_templates(cards, seed=seed, fraud_share=fraud_share, at=datetime.now(UTC),
-                             count=count)
+                             count=count, used=used)
     result = BenchResult(url=url, concurrency=concurrency, cards=len(cards), warmup=warmup, client=client,
-                         rate=rate, interval=interval)
+                         rate=rate, interval=interval, cards_used=len(used))
+    del used
     prefix = f"auth_b{secrets.token_hex(5)}"
     counter = itertools.count()
     latencies: list[float] = []
@@ -426,6 +455,9 @@ async def run_authorize_bench(
             result.reasons[(code, reason_match.group(1).decode() if reason_match else "")] += 1
             if code != NOT_DECIDED:
                 decided.append(done - sent)
+                risk_match = _RISK_RE.search(content)
+                if risk_match and float(risk_match.group(1)) >= FLAGGED_AT:
+                    result.flagged += 1
 
     try:
         await asyncio.gather(*(worker(connection) for connection in connections))
@@ -474,6 +506,13 @@ def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
             why = ", ".join(f"{reason or '-'} {m}" for (c, reason), m in r.reasons.most_common()
                             if c == code and code != "00")
             lines.append(f"    {code}  {n:>8}  {100 * n / r.completed:5.1f}%" + (f"  ({why})" if why else ""))
+        lines.append(f"  risk:        {r.flagged} answers ({100 * r.flagged / r.completed:.1f}%) scored "
+                     f"{FLAGGED_AT:g} or more (with the default thresholds each raised a fraud alert)")
+    if r.per_card_per_10_minutes > VELOCITY_PER_10_MINUTES:
+        lines.append(f"  note:        {r.cards_used} cards used, each about {r.per_card_per_10_minutes:.0f} times "
+                     f"per 10 minutes: more than the velocity rules allow ({VELOCITY_PER_10_MINUTES}), so most "
+                     "answers are flagged or declined as fraud; give more cards (veix bench setup-cards "
+                     "--cards) for an everyday mix")
     statuses = ", ".join(f"{status}: {n}" for status, n in sorted(r.statuses.items()))
     errors = ", ".join(f"{name}: {n}" for name, n in r.errors.most_common())
     lines.append(f"  errors:      {r.non_200} non-200{f' ({statuses})' if statuses else ''}, "

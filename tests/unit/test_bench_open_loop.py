@@ -160,3 +160,37 @@ async def test_answers_past_the_servers_deadline_are_reported_as_not_decided(iss
     assert result.percentile(99) >= 50 and result.decided_percentile(99) < 40
     assert f"(the {result.codes['00']} answers that were not 91)" in text
     assert result.to_json()["decided_latency_ms"]["p99"] == round(result.decided_percentile(99), 2)
+
+
+@pytest.mark.parametrize("issuer", [0.0], indirect=True)
+async def test_the_risk_scores_and_each_cards_rate_are_reported(issuer: tuple[Issuer, str]) -> None:
+    """The answers' risk scores at or above the default review threshold are
+    counted; a run that uses each card more often than the velocity rules
+    allow says so (its decisions are a fraud storm, not an everyday mix)."""
+    server, url = issuer
+    server.answers = [b'{"response_code": "00", "reason": "approved", "risk_score": 0.74}',
+                      b'{"response_code": "00", "reason": "approved", "risk_score": 0.15}',
+                      b'{"response_code": "59", "reason": "suspected_fraud", "risk_score": 0.9}',
+                      b'{"response_code": "00", "reason": "approved", "risk_score": 1e-3}']
+    result = await run_authorize_bench(url, SECRET, CARDS, concurrency=1, duration=0.8, rate=100)
+    assert result.completed == 80 and result.cards_used == 1
+    assert result.flagged == 40  # 0.74 and 0.9 of every four
+    text = format_result(result)
+    assert "risk:        40 answers (50.0%) scored 0.5 or more" in text, text
+    assert "1 cards used, each about 80 times per 10 minutes" in text
+    assert result.to_json()["flagged"] == 40 and result.to_json()["per_card_per_10_minutes"] == 80.0
+
+    many = [CardRef(pan=f"4000{n:012d}", expiry="2030-12", cvv="123") for n in range(500)]
+    result = await run_authorize_bench(url, SECRET, many, concurrency=1, duration=0.5, rate=40)
+    assert result.completed == 20 and 480 <= result.cards_used <= 500  # 2,000 bodies over 500 cards
+    assert "cards used" not in format_result(result)  # each card about once: no note
+
+
+@pytest.mark.parametrize("issuer", [0.0], indirect=True)
+async def test_a_large_card_file_is_used_beyond_twenty_thousand_bodies(issuer: tuple[Issuer, str]) -> None:
+    """Two bodies per card: 30,000 random picks over 15,000 cards name some
+    12,970 of them (20,000 picks, the old cap, about 11,050)."""
+    _, url = issuer
+    many = [CardRef(pan=f"4000{n:012d}", expiry="2030-12", cvv="123") for n in range(15_000)]
+    result = await run_authorize_bench(url, SECRET, many, concurrency=1, duration=0.2, rate=10, seed=7)
+    assert 12_500 <= result.cards_used <= 13_400
