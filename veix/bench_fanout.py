@@ -33,7 +33,6 @@ import base64
 import contextlib
 import itertools
 import json
-import math
 import os
 import secrets
 import struct
@@ -45,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from veix.bench import AUTHORIZATIONS_PATH, RawConnection, TransportFailure, build_templates
+from veix.bench import AUTHORIZATIONS_PATH, RawConnection, TransportFailure, build_templates, nearest_rank
 from veix.security.signatures import sign
 from veix.simulator import CardRef
 
@@ -67,14 +66,6 @@ def websocket_url(url: str) -> str:
     if not path.endswith("/graphql"):
         path += "/graphql"
     return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted ``values`` (0 when empty)."""
-    if not values:
-        return 0.0
-    rank = max(1, math.ceil(q / 100 * len(values)))
-    return values[min(rank, len(values)) - 1]
 
 
 @dataclass
@@ -107,7 +98,7 @@ class FanoutResult:
             "connected": self.connected, "authorizations": self.authorizations, "expected_events": self.expected,
             "failed_authorizations": dict(self.failed_authorizations),
             "deliveries": self.delivered, "expected_deliveries": self.expected * self.connected,
-            "latency_ms": {name: round(percentile(self.latencies_ms, q), 2)
+            "latency_ms": {name: round(nearest_rank(self.latencies_ms, q), 2)
                            for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
             "lost": self.lost, "duplicated": self.duplicated,
             "connect_errors": dict(self.connect_errors), "closed_early": dict(self.closed_early),
@@ -571,8 +562,8 @@ def format_fanout(r: FanoutResult) -> str:
         f"transaction, {failed} failed"
         + (f" ({', '.join(f'{k}: {n}' for k, n in sorted(r.failed_authorizations.items()))})" if failed else ""),
         f"  deliveries:     {r.delivered} of {r.expected * r.connected} expected",
-        f"  latency ms (HTTP answer -> subscriber): p50 {percentile(lat, 50):.2f}  p90 {percentile(lat, 90):.2f}  "
-        f"p99 {percentile(lat, 99):.2f}  max {percentile(lat, 100):.2f}",
+        f"  latency ms (HTTP answer -> subscriber): p50 {nearest_rank(lat, 50):.2f}  p90 {nearest_rank(lat, 90):.2f}  "
+        f"p99 {nearest_rank(lat, 99):.2f}  max {nearest_rank(lat, 100):.2f}",
         f"  lost: {r.lost}  duplicated: {r.duplicated}",
     ]
     if r.event_errors:
