@@ -138,7 +138,7 @@ class BenchResult:
     client_cpu: float = 0.0  # CPU seconds this process spent during the run (load generator cost)
     sent: int = 0  # requests sent during the run, warm-up included
     cards_used: int = 0  # distinct cards the requests name (bursts and random picks)
-    flagged: int = 0  # answers whose risk score is at least FLAGGED_AT
+    flagged: int = 0  # decisions (answers but 91) whose risk score is at least FLAGGED_AT
     interval: float = 1.0  # seconds per slice of the timeline
     timeline: list[Interval] = field(default_factory=list)  # the measured window, slice by slice
 
@@ -506,8 +506,10 @@ def format_result(result: BenchResult, *, show_timeline: bool = False) -> str:
             why = ", ".join(f"{reason or '-'} {m}" for (c, reason), m in r.reasons.most_common()
                             if c == code and code != "00")
             lines.append(f"    {code}  {n:>8}  {100 * n / r.completed:5.1f}%" + (f"  ({why})" if why else ""))
-        lines.append(f"  risk:        {r.flagged} answers ({100 * r.flagged / r.completed:.1f}%) scored "
-                     f"{FLAGGED_AT:g} or more (with the default thresholds each raised a fraud alert)")
+        if r.decided_ms:  # (a 91 is no decision and carries no score)
+            lines.append(f"  risk:        {r.flagged} of the {len(r.decided_ms)} decisions "
+                         f"({100 * r.flagged / len(r.decided_ms):.1f}%) scored {FLAGGED_AT:g} or more "
+                         "(with the default thresholds each raised a fraud alert)")
     if r.per_card_per_10_minutes > VELOCITY_PER_10_MINUTES:
         lines.append(f"  note:        {r.cards_used} cards used, each about {r.per_card_per_10_minutes:.0f} times "
                      f"per 10 minutes: more than the velocity rules allow ({VELOCITY_PER_10_MINUTES}), so most "

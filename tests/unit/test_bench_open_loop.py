@@ -159,6 +159,7 @@ async def test_answers_past_the_servers_deadline_are_reported_as_not_decided(iss
     assert len(result.decided_ms) == result.codes["00"]
     assert result.percentile(99) >= 50 and result.decided_percentile(99) < 40
     assert f"(the {result.codes['00']} answers that were not 91)" in text
+    assert f"risk:        0 of the {result.codes['00']} decisions (0.0%)" in text  # the 91s are no decisions
     assert result.to_json()["decided_latency_ms"]["p99"] == round(result.decided_percentile(99), 2)
 
 
@@ -176,7 +177,7 @@ async def test_the_risk_scores_and_each_cards_rate_are_reported(issuer: tuple[Is
     assert result.completed == 80 and result.cards_used == 1
     assert result.flagged == 40  # 0.74 and 0.9 of every four
     text = format_result(result)
-    assert "risk:        40 answers (50.0%) scored 0.5 or more" in text, text
+    assert "risk:        40 of the 80 decisions (50.0%) scored 0.5 or more" in text, text
     assert "1 cards used, each about 80 times per 10 minutes" in text
     assert result.to_json()["flagged"] == 40 and result.to_json()["per_card_per_10_minutes"] == 80.0
 
