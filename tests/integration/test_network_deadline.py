@@ -67,13 +67,22 @@ async def database_busy(app: Any) -> AsyncIterator[None]:
         other.close()
 
 
-@pytest.fixture
-def short_deadline(app: Any) -> Any:
+@contextlib.contextmanager
+def network_deadline(app: Any, seconds: float) -> Any:
+    """The app's network deadline set to ``seconds`` for the block (the session app's is 60 s)."""
     services = app.state.services
     before = services.network_deadline
-    services.network_deadline = DEADLINE
-    yield
-    services.network_deadline = before
+    services.network_deadline = seconds
+    try:
+        yield
+    finally:
+        services.network_deadline = before
+
+
+@pytest.fixture
+def short_deadline(app: Any) -> Any:
+    with network_deadline(app, DEADLINE):
+        yield
 
 
 async def outbox_count(app: Any) -> int:
@@ -143,10 +152,7 @@ async def test_a_request_that_waited_past_the_deadline_is_answered_91_and_nothin
 
 
 async def test_a_short_wait_within_the_deadline_is_decided(app: Any, api: Any, network: Any) -> None:
-    services = app.state.services
-    before = services.network_deadline
-    services.network_deadline = 5.0
-    try:
+    with network_deadline(app, 5.0):
         biz = await new_business(api, fund="100.00")
         card = await issue_card(app, biz.id)
         async with database_busy(app):
@@ -154,8 +160,6 @@ async def test_a_short_wait_within_the_deadline_is_decided(app: Any, api: Any, n
             await asyncio.sleep(0.3)
             assert not pending.done()
         r = await pending
-    finally:
-        services.network_deadline = before
     assert r.json()["response_code"] == "00", r.text
     assert await balance(api, biz) == "75.00"
 
@@ -186,10 +190,7 @@ async def test_a_decision_is_not_started_in_the_last_tenth_of_the_deadline(app: 
     decision that would likely end past the deadline; on SQLite the wait is
     for the write lock, inside the decision, which ends in time and is
     written."""
-    services = app.state.services
-    before = services.network_deadline
-    services.network_deadline = 2.0
-    try:
+    with network_deadline(app, 2.0):
         biz = await new_business(api, fund="100.00")
         card = await issue_card(app, biz.id)
         shed = await past_deadline(network)
@@ -197,9 +198,7 @@ async def test_a_decision_is_not_started_in_the_last_tenth_of_the_deadline(app: 
             pending = asyncio.create_task(network.post(AUTHORIZATIONS, auth_body(card, "30.00")))
             await asyncio.sleep(1.9)
         answer = (await pending).json()
-    finally:
-        services.network_deadline = before
-    if services.fast_pool is not None:
+    if app.state.services.fast_pool is not None:
         assert answer["response_code"] == "91", answer
         assert await past_deadline(network) == {**shed, "queued": shed["queued"] + 1}
         assert await balance(api, biz) == "100.00"
