@@ -210,6 +210,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             # a shorter slow spell is served in turn, every request in time (HotPool).
             services.fast_pool = await create_pool(settings.database_url, size=settings.db_pool_size,
                                                    lifo_after=settings.network_deadline_ms / 2000)
+            # Two more: a request past its deadline looks up whether it was decided before.
+            services.late_pool = await create_pool(settings.database_url, size=2)
         # Everything built so far lives as long as the process: move it out of
         # the collector's generations so request garbage does not trigger full
         # scans of it (measured: a third of a nested query's time went to GC).
@@ -255,8 +257,9 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
                 except TimeoutError:
                     log.warning("%s did not stop in 10s; cancelled", task.get_name())
             await close_gateways(services.gateways)
-            if services.fast_pool is not None:
-                await services.fast_pool.close()
+            for pool in (services.fast_pool, services.late_pool):
+                if pool is not None:
+                    await pool.close()
             await broadcast.disconnect()
             await services.engine.dispose()
 

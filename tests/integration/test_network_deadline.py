@@ -1,7 +1,8 @@
 """The network's deadline (VEIX_NETWORK_DEADLINE_MS): an authorization that
 waited longer than that for the database is answered 91 (issuer unavailable)
 and not decided: nothing is written, and the answer is not kept under the
-webhook-id, so the network's redelivery of the same message is decided.
+webhook-id, so the network's redelivery of the same message is decided. A
+late redelivery of a request decided before is answered with that decision.
 
 The wait is real: on PostgreSQL every connection of the hot path's pool is
 held, on SQLite another connection holds the write lock (BEGIN IMMEDIATE),
@@ -19,10 +20,12 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from tests.conftest import TEST_DB_URL
 from tests.integration import network_helpers
 from tests.integration.network_helpers import (
     AUTHORIZATIONS,
@@ -34,7 +37,9 @@ from tests.integration.network_helpers import (
     new_business,
     spend,
 )
+from veix.persistence.fast_pg import asyncpg_connect_args
 from veix.persistence.tables import outbox
+from veix.resolvers.network import REDELIVERY_LOOKUP_BUDGET
 
 network = network_helpers.network  # the fixture: signed HTTP to the app
 
@@ -100,6 +105,28 @@ async def past_deadline(network: Any) -> dict[str, float]:
                 if sample.name.endswith("_total"):
                     found[sample.labels["stage"]] = sample.value
     return found
+
+
+async def late_redeliveries(network: Any) -> float:
+    """``veix_authorizations_late_redeliveries_total``, from /metrics."""
+    r = await network.client.get("/metrics")
+    for family in text_string_to_metric_families(r.text):
+        if family.name == "veix_authorizations_late_redeliveries":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return 0.0
+
+
+async def while_busy(app: Any, requests: list[Any]) -> list[Any]:
+    """Send ``requests`` (coroutines) while the database is busy for HELD_FOR; their
+    answers. On PostgreSQL they are answered while it is still busy (they give up
+    their place in the pool's queue at 0.9 of the deadline); on SQLite a request
+    that needs the write lock is answered after."""
+    async with database_busy(app):
+        pending = [asyncio.create_task(r) for r in requests]
+        if app.state.services.fast_pool is not None:
+            return list(await asyncio.wait_for(asyncio.gather(*pending), timeout=HELD_FOR - 0.1))
+        await asyncio.sleep(HELD_FOR)
+    return list(await asyncio.gather(*pending))
 
 
 async def test_a_request_that_waited_past_the_deadline_is_answered_91_and_nothing_is_written(
@@ -206,3 +233,75 @@ async def test_a_decision_is_not_started_in_the_last_tenth_of_the_deadline(app: 
         assert answer["response_code"] == "00", answer
         assert await past_deadline(network) == shed
         assert await balance(api, biz) == "70.00"
+
+
+async def test_a_late_redelivery_of_a_decided_request_gets_its_decision_not_91(
+        app: Any, api: Any, network: Any, short_deadline: Any) -> None:
+    """The network retries exactly when the server is slow. A request decided
+    before and delivered again past the deadline, as the same message (its
+    webhook-id: NETWORK.md, the original answer) or as a new one with the same
+    network id, is answered with that decision, approval or decline: a 91
+    would tell the network nothing was decided while the hold stands. Nothing
+    is written; a new request in the same burst still gets its 91."""
+    biz = await new_business(api, fund="100.00")
+    card = await issue_card(app, biz.id)
+    approved_body, declined_body = auth_body(card, "40.00"), auth_body(card, "500.00")
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    approved = await network.post(AUTHORIZATIONS, approved_body, msg_id=msg_id)
+    declined = await network.post(AUTHORIZATIONS, declined_body)
+    assert (approved.json()["response_code"], declined.json()["response_code"]) == ("00", "51")
+    assert await card_transaction(app, declined_body["id"]) is not None  # a decline is a decision too
+    events, shed, late = await outbox_count(app), await past_deadline(network), await late_redeliveries(network)
+    fresh_body = auth_body(card, "5.00")
+
+    same_message, same_id, declined_again, fresh = await while_busy(app, [
+        network.post(AUTHORIZATIONS, approved_body, msg_id=msg_id),
+        network.post(AUTHORIZATIONS, approved_body),  # a new webhook-id
+        network.post(AUTHORIZATIONS, declined_body),
+        network.post(AUTHORIZATIONS, fresh_body),
+    ])
+
+    assert same_message.status_code == 200 and same_message.json() == approved.json()
+    assert same_id.status_code == 200 and same_id.json() == approved.json()
+    assert declined_again.status_code == 200 and declined_again.json() == declined.json()
+    assert (fresh.json()["response_code"], fresh.json()["card_transaction_id"]) == ("91", None)
+    assert await card_transaction(app, fresh_body["id"]) is None
+    assert await balance(api, biz) == "60.00"
+    assert await holds_balance(app, biz) == Decimal("40.00")
+    assert sum((await spend(app, card)).values(), Decimal(0)) == Decimal("80.00")  # day and month
+    assert await outbox_count(app) == events
+    stage = "queued" if app.state.services.fast_pool is not None else "decided"
+    assert await past_deadline(network) == {**shed, stage: shed[stage] + 1}  # the fresh one only
+    # (The Starlette endpoint, SQLite's, answers a known webhook-id at the door, before any wait.)
+    assert await late_redeliveries(network) == late + (3 if app.state.services.fast_pool is not None else 2)
+
+
+@pytest.mark.postgres
+async def test_a_late_request_whose_lookup_does_not_come_in_time_is_answered_91(
+        app: Any, api: Any, network: Any, short_deadline: Any) -> None:
+    """Finding out whether a late request was decided before is one read with
+    its own small budget (REDELIVERY_LOOKUP_BUDGET): if that read cannot run
+    either (here another session holds card_transactions exclusively), the
+    answer is 91, in time, not an error and not a wait for the lock."""
+    biz = await new_business(api, fund="100.00")
+    card = await issue_card(app, biz.id)
+    body = auth_body(card, "40.00")
+    assert (await network.post(AUTHORIZATIONS, body)).json()["response_code"] == "00"
+    late = await late_redeliveries(network)
+    other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
+    try:
+        async with other.transaction():
+            await other.execute("LOCK TABLE card_transactions IN ACCESS EXCLUSIVE MODE")
+            async with database_busy(app):
+                began = asyncio.get_running_loop().time()
+                r = await asyncio.wait_for(network.post(AUTHORIZATIONS, body), timeout=5)
+                waited = asyncio.get_running_loop().time() - began
+    finally:
+        await other.close()
+    assert r.status_code == 200, r.text
+    assert r.json()["response_code"] == "91"
+    assert waited < DEADLINE + REDELIVERY_LOOKUP_BUDGET + 1.0  # the lock was held throughout
+    assert await late_redeliveries(network) == late
+    # The lock gone, the same late redelivery finds its decision again.
+    [again] = await while_busy(app, [network.post(AUTHORIZATIONS, body)])
+    assert again.json()["response_code"] == "00"

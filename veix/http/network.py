@@ -76,6 +76,8 @@ def _endpoint(services: Services, name: str,
             return _error(400, "invalid_json", "The body is not valid JSON")
         try:
             status, response = await handle(raw, deadline)
+        except net.StoredAnswer as previous:  # late, but decided before: not a new answer to keep
+            return JSONResponse(previous.response, status_code=previous.status)
         except net.PastDeadline as late:
             return JSONResponse(late.result.to_json())  # not a decision: not kept under the webhook-id
         except VeixError as exc:

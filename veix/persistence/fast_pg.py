@@ -318,6 +318,39 @@ def _auth_args(a: StoredAuth) -> tuple[Any, ...]:
             a.spend_day, a.spend_month, a.hold_expires_at, a.approval_expires_at, a.decided_by)
 
 
+# A late request's earlier answer (veix.resolvers.network._answered_before): the
+# answer kept under its webhook-id and the card transaction of its network id, in
+# one indexed read.
+_ANSWERED_BEFORE_SQL = (
+    "SELECT m.status_code AS message_status, m.response AS message_response, "
+    + ", ".join(f"ct.{c.strip()}" for c in AUTH_COLUMNS.split(",")) + """
+FROM (SELECT $1::text AS message_id, $2::text AS network_id) k
+LEFT JOIN network_messages m ON m.id = k.message_id
+LEFT JOIN card_transactions ct ON ct.network_id = k.network_id""")
+
+
+async def answered_before(pool: HotPool, message_id: str | None, network_id: str, *,
+                          within: float) -> tuple[int, dict[str, Any]] | StoredAuth | None:
+    """What a request was answered before, if it is a redelivery: the answer kept
+    under its webhook-id, else the card transaction of its network id. Gives up
+    (TimeoutError, or QueueTimeout for the pool) after ``within`` seconds; a
+    connection whose read did not end in time is closed, not handed out again."""
+    give_up = time.monotonic() + within
+    conn = await pool.acquire(start_by=give_up)
+    try:
+        async with asyncio.timeout(max(give_up - time.monotonic(), 0.0)):
+            r = await conn.fetchrow(_ANSWERED_BEFORE_SQL, message_id, network_id)
+    except TimeoutError:
+        conn.terminate()
+        raise
+    finally:
+        pool.release(conn)
+    assert r is not None  # (one row, whatever matched)
+    if r["message_status"] is not None:
+        return r["message_status"], r["message_response"]
+    return _auth(r) if r["id"] is not None else None
+
+
 _CARD_COLUMNS = """
 SELECT c.id, c.business_id, c.cardholder_id, c.network, c.card_type, c.status, c.masked_number, c.last4,
        c.expiry_date, c.currency, c.spending_limit, c.current_balance, c.merchant_lock, c.metadata,

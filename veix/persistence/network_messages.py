@@ -9,7 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from veix.persistence.tables import network_messages
+from veix.domain.authorization import StoredAuth
+from veix.persistence.repositories.authorizations import auth_from_row
+from veix.persistence.tables import card_transactions, network_messages
 
 
 async def stored(engine: AsyncEngine, message_id: str) -> tuple[int, dict[str, Any]] | None:
@@ -30,3 +32,19 @@ async def store(engine: AsyncEngine, message_id: str, endpoint: str, status: int
         row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
                                   .where(network_messages.c.id == message_id))).one()
     return row.status_code, row.response
+
+
+async def answered_before(engine: AsyncEngine, message_id: str | None,
+                          network_id: str) -> tuple[int, dict[str, Any]] | StoredAuth | None:
+    """What a request was answered before, if it is a redelivery: the answer kept
+    under its webhook-id, else the card transaction of its network id; one read
+    connection, no lock, nothing written."""
+    async with engine.connect() as conn:
+        if message_id is not None:
+            row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
+                                      .where(network_messages.c.id == message_id))).first()
+            if row is not None:
+                return row.status_code, row.response
+        auth = (await conn.execute(select(card_transactions)
+                                   .where(card_transactions.c.network_id == network_id))).first()
+    return auth_from_row(auth) if auth is not None else None

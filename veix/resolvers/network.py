@@ -3,6 +3,7 @@ use cases, shared by the signed HTTP endpoints and the sandbox mutation."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from veix.domain.authorization import KINDS, AuthRequest, AuthResult, money_text, past_deadline
 from veix.domain.cards import luhn_valid
@@ -35,16 +36,25 @@ PAST_DEADLINE = Counter(
     "VEIX_NETWORK_DEADLINE_MS, by stage (queued: before the decision began; decided: its writes were not made)",
     ["stage"],
 )
+LATE_REDELIVERIES = Counter(
+    "veix_authorizations_late_redeliveries_total",
+    "Authorizations past VEIX_NETWORK_DEADLINE_MS that were redeliveries of a request decided before "
+    "(same webhook-id or network id): answered with that decision, not 91",
+)
+# How long a request past its deadline may take to find out whether it was decided
+# before (one indexed read): the network waits a few seconds, the deadline is 1.5 s.
+REDELIVERY_LOOKUP_BUDGET = 0.25
 
 
 class PastDeadline(Exception):
-    """The request waited past its deadline: ``result`` (91) is the answer,
-    nothing was written, and it is not kept under the webhook-id (the
+    """The request waited past its deadline (``stage``: "queued" before the
+    decision began, "decided" before its writes): ``result`` (91) is the
+    answer, nothing was written, and it is not kept under the webhook-id (the
     network's redelivery of the same message is decided afresh)."""
 
-    def __init__(self, result: AuthResult) -> None:
+    def __init__(self, result: AuthResult, stage: str) -> None:
         super().__init__("past the network's deadline")
-        self.result = result
+        self.result, self.stage = result, stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +73,7 @@ class Deadline:
 
 
 class _Shedding:
-    """Counts requests answered past their deadline; logs them at most every
+    """Counts requests answered 91 past their deadline; logs them at most every
     10 s (under overload a line per request would add to the load)."""
 
     def __init__(self) -> None:
@@ -78,6 +88,9 @@ class _Shedding:
             self.shed(req, stage)
 
     def shed(self, req: AuthRequest, stage: str) -> NoReturn:
+        raise PastDeadline(past_deadline(req.network_id, req.currency), stage)
+
+    def answered_91(self, stage: str) -> None:
         PAST_DEADLINE.labels(stage).inc()
         self.unlogged += 1
         now = time.monotonic()
@@ -86,7 +99,6 @@ class _Shedding:
                         "network's deadline (VEIX_NETWORK_DEADLINE_MS); the server is overloaded",
                         self.unlogged)
             self.unlogged, self.logged_at = 0, now
-        raise PastDeadline(past_deadline(req.network_id, req.currency))
 
 
 _shedding = _Shedding()
@@ -202,9 +214,51 @@ async def run_authorization(services: Services, req: AuthRequest, *, actor: Acto
     With ``deadline``, a request still waiting for its connection at its
     ``start_by``, or whose decision (its database lock, on SQLite) ends after
     its ``finish_by``, is not decided and nothing is written: ``PastDeadline``
-    carries the 91."""
-    if services.fast_pool is not None:
-        return await _run_fast(services, req, message_id, deadline)
+    carries the 91, unless the request is a redelivery of one decided before
+    (its webhook-id or network id): ``StoredAnswer`` then carries that answer,
+    as it would in time."""
+    try:
+        if services.fast_pool is not None:
+            return await _run_fast(services, req, message_id, deadline)
+        return await _run_sql(services, req, actor, request_id, deadline)
+    except PastDeadline as late:
+        earlier = await _answered_before(services, req, message_id)
+        if earlier is None:
+            _shedding.answered_91(late.stage)
+            raise
+        LATE_REDELIVERIES.inc()
+        raise StoredAnswer(*earlier) from None
+
+
+async def _answered_before(services: Services, req: AuthRequest,
+                           message_id: str | None) -> tuple[int, dict[str, Any]] | None:
+    """A late request's earlier answer, if it is a redelivery (NETWORK.md: a
+    repeated webhook-id gets the original answer; a repeated network id its
+    decision). One indexed read within REDELIVERY_LOOKUP_BUDGET, on PostgreSQL
+    on connections of its own (the hot path's may be the busy ones); if that
+    read fails or is late too, 91 it is."""
+    failures: tuple[type[Exception], ...] = (TimeoutError, SQLAlchemyError, OSError)
+    try:
+        if services.late_pool is not None:
+            from asyncpg import InterfaceError, PostgresError
+
+            from veix.persistence.fast_pg import QueueTimeout, answered_before
+            failures += (QueueTimeout, PostgresError, InterfaceError)
+            earlier = await answered_before(services.late_pool, message_id, req.network_id,
+                                            within=REDELIVERY_LOOKUP_BUDGET)
+        else:
+            async with asyncio.timeout(REDELIVERY_LOOKUP_BUDGET):
+                earlier = await network_messages.answered_before(services.engine, message_id, req.network_id)
+    except failures as exc:
+        log.debug("no redelivery lookup for a late authorization: %r", exc)
+        return None
+    if earlier is None or isinstance(earlier, tuple):
+        return earlier
+    return 200, AuthResult.of(earlier).to_json()
+
+
+async def _run_sql(services: Services, req: AuthRequest, actor: Actor, request_id: str | None,
+                   deadline: Deadline | None) -> AuthResult:
     for attempt in range(2):
         try:
             _shedding.check(deadline, req, "queued")
