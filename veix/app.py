@@ -39,6 +39,7 @@ from veix.http.payments import payment_routes
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
 from veix.persistence.uow import SqlUnitOfWork
+from veix.resolvers.network import REDELIVERY_LOOKUP_BUDGET
 from veix.resolvers.services import Services
 from veix.resolvers.subscriptions import SubscriptionView
 from veix.schema import build_schema
@@ -204,14 +205,15 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
             await migrate(services.engine)
         await broadcast.connect()
         if not settings.is_sqlite:
-            from veix.persistence.fast_pg import create_pool
+            from veix.persistence.fast_pg import LateLookups, create_pool
 
             # Newest first only once the queue has stood for half the network's deadline:
             # a shorter slow spell is served in turn, every request in time (HotPool).
             services.fast_pool = await create_pool(settings.database_url, size=settings.db_pool_size,
                                                    lifo_after=settings.network_deadline_ms / 2000)
-            # Two more: a request past its deadline looks up whether it was decided before.
-            services.late_pool = await create_pool(settings.database_url, size=2)
+            # One more: requests past their deadline look up whether they were decided before.
+            services.late_lookups = await LateLookups.open(settings.database_url,
+                                                           statement_timeout=REDELIVERY_LOOKUP_BUDGET)
         # Everything built so far lives as long as the process: move it out of
         # the collector's generations so request garbage does not trigger full
         # scans of it (measured: a third of a nested query's time went to GC).
@@ -257,7 +259,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool | Non
                 except TimeoutError:
                     log.warning("%s did not stop in 10s; cancelled", task.get_name())
             await close_gateways(services.gateways)
-            for pool in (services.fast_pool, services.late_pool):
+            for pool in (services.fast_pool, services.late_lookups):
                 if pool is not None:
                     await pool.close()
             await broadcast.disconnect()

@@ -107,13 +107,16 @@ async def past_deadline(network: Any) -> dict[str, float]:
     return found
 
 
-async def late_redeliveries(network: Any) -> float:
-    """``veix_authorizations_late_redeliveries_total``, from /metrics."""
+async def late_lookups(network: Any) -> dict[str, float]:
+    """``veix_authorizations_late_lookups_total`` by outcome, from /metrics."""
     r = await network.client.get("/metrics")
+    found: dict[str, float] = {"decided_before": 0.0, "new": 0.0, "failed": 0.0}
     for family in text_string_to_metric_families(r.text):
-        if family.name == "veix_authorizations_late_redeliveries":
-            return sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return 0.0
+        if family.name == "veix_authorizations_late_lookups":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[sample.labels["outcome"]] = sample.value
+    return found
 
 
 async def while_busy(app: Any, requests: list[Any]) -> list[Any]:
@@ -251,7 +254,7 @@ async def test_a_late_redelivery_of_a_decided_request_gets_its_decision_not_91(
     declined = await network.post(AUTHORIZATIONS, declined_body)
     assert (approved.json()["response_code"], declined.json()["response_code"]) == ("00", "51")
     assert await card_transaction(app, declined_body["id"]) is not None  # a decline is a decision too
-    events, shed, late = await outbox_count(app), await past_deadline(network), await late_redeliveries(network)
+    events, shed, late = await outbox_count(app), await past_deadline(network), await late_lookups(network)
     fresh_body = auth_body(card, "5.00")
 
     same_message, same_id, declined_again, fresh = await while_busy(app, [
@@ -273,21 +276,24 @@ async def test_a_late_redelivery_of_a_decided_request_gets_its_decision_not_91(
     stage = "queued" if app.state.services.fast_pool is not None else "decided"
     assert await past_deadline(network) == {**shed, stage: shed[stage] + 1}  # the fresh one only
     # (The Starlette endpoint, SQLite's, answers a known webhook-id at the door, before any wait.)
-    assert await late_redeliveries(network) == late + (3 if app.state.services.fast_pool is not None else 2)
+    redelivered = 3 if app.state.services.fast_pool is not None else 2
+    assert await late_lookups(network) == {**late, "decided_before": late["decided_before"] + redelivered,
+                                           "new": late["new"] + 1}
 
 
 @pytest.mark.postgres
 async def test_a_late_request_whose_lookup_does_not_come_in_time_is_answered_91(
         app: Any, api: Any, network: Any, short_deadline: Any) -> None:
     """Finding out whether a late request was decided before is one read with
-    its own small budget (REDELIVERY_LOOKUP_BUDGET): if that read cannot run
+    its own small budget (REDELIVERY_LOOKUP_BUDGET, PostgreSQL's
+    statement_timeout on the lookup's connections): if that read cannot run
     either (here another session holds card_transactions exclusively), the
     answer is 91, in time, not an error and not a wait for the lock."""
     biz = await new_business(api, fund="100.00")
     card = await issue_card(app, biz.id)
     body = auth_body(card, "40.00")
     assert (await network.post(AUTHORIZATIONS, body)).json()["response_code"] == "00"
-    late = await late_redeliveries(network)
+    late = await late_lookups(network)
     other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
     try:
         async with other.transaction():
@@ -301,7 +307,35 @@ async def test_a_late_request_whose_lookup_does_not_come_in_time_is_answered_91(
     assert r.status_code == 200, r.text
     assert r.json()["response_code"] == "91"
     assert waited < DEADLINE + REDELIVERY_LOOKUP_BUDGET + 1.0  # the lock was held throughout
-    assert await late_redeliveries(network) == late
+    assert await late_lookups(network) == {**late, "failed": late["failed"] + 1}
     # The lock gone, the same late redelivery finds its decision again.
     [again] = await while_busy(app, [network.post(AUTHORIZATIONS, body)])
     assert again.json()["response_code"] == "00"
+
+
+async def test_a_burst_of_late_requests_gets_each_its_own_answer(
+        app: Any, api: Any, network: Any, short_deadline: Any) -> None:
+    """A retry storm: 12 requests decided before (half redelivered as the same
+    message, half as new messages with the same network id) and 12 new ones,
+    all late at once. On PostgreSQL they are looked up together (a batch per
+    statement); each gets its own answer."""
+    biz = await new_business(api, fund="1000.00")
+    cards = [await issue_card(app, biz.id) for _ in range(3)]
+    bodies = [auth_body(cards[i % 3], f"{10 + i}.00") for i in range(12)]
+    msg_ids = [f"msg_{uuid.uuid4().hex}" for _ in bodies]
+    first = [(await network.post(AUTHORIZATIONS, b, msg_id=m)).json() for b, m in zip(bodies, msg_ids, strict=True)]
+    assert {a["response_code"] for a in first} == {"00"}
+    fresh = [auth_body(cards[i % 3], "1.00") for i in range(12)]
+    late = await late_lookups(network)
+
+    answers = await while_busy(app, [
+        *(network.post(AUTHORIZATIONS, b, msg_id=m if i % 2 else None)
+          for i, (b, m) in enumerate(zip(bodies, msg_ids, strict=True))),
+        *(network.post(AUTHORIZATIONS, b) for b in fresh),
+    ])
+
+    assert [a.json() for a in answers[:12]] == first
+    assert {a.json()["response_code"] for a in answers[12:]} == {"91"}
+    assert await balance(api, biz) == f"{1000 - sum(10 + i for i in range(12))}.00"
+    now = await late_lookups(network)
+    assert now["new"] == late["new"] + 12 and now["failed"] == late["failed"]

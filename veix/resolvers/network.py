@@ -36,10 +36,12 @@ PAST_DEADLINE = Counter(
     "VEIX_NETWORK_DEADLINE_MS, by stage (queued: before the decision began; decided: its writes were not made)",
     ["stage"],
 )
-LATE_REDELIVERIES = Counter(
-    "veix_authorizations_late_redeliveries_total",
-    "Authorizations past VEIX_NETWORK_DEADLINE_MS that were redeliveries of a request decided before "
-    "(same webhook-id or network id): answered with that decision, not 91",
+LATE_LOOKUPS = Counter(
+    "veix_authorizations_late_lookups_total",
+    "Authorizations past VEIX_NETWORK_DEADLINE_MS, by what looking them up found (decided_before: a "
+    "redelivery, same webhook-id or network id, answered with that decision; new: answered 91; failed: "
+    "the lookup failed or was late, answered 91)",
+    ["outcome"],
 )
 # How long a request past its deadline may take to find out whether it was decided
 # before (one indexed read): the network waits a few seconds, the deadline is 1.5 s.
@@ -222,39 +224,41 @@ async def run_authorization(services: Services, req: AuthRequest, *, actor: Acto
             return await _run_fast(services, req, message_id, deadline)
         return await _run_sql(services, req, actor, request_id, deadline)
     except PastDeadline as late:
-        earlier = await _answered_before(services, req, message_id)
+        outcome, earlier = await _answered_before(services, req, message_id)
+        LATE_LOOKUPS.labels(outcome).inc()
         if earlier is None:
             _shedding.answered_91(late.stage)
             raise
-        LATE_REDELIVERIES.inc()
         raise StoredAnswer(*earlier) from None
 
 
 async def _answered_before(services: Services, req: AuthRequest,
-                           message_id: str | None) -> tuple[int, dict[str, Any]] | None:
+                           message_id: str | None) -> tuple[str, tuple[int, dict[str, Any]] | None]:
     """A late request's earlier answer, if it is a redelivery (NETWORK.md: a
     repeated webhook-id gets the original answer; a repeated network id its
-    decision). One indexed read within REDELIVERY_LOOKUP_BUDGET, on PostgreSQL
-    on connections of its own (the hot path's may be the busy ones); if that
-    read fails or is late too, 91 it is."""
+    decision), with the lookup's outcome. One indexed read within
+    REDELIVERY_LOOKUP_BUDGET (on PostgreSQL batched with the other late
+    requests', on a connection of its own: fast_pg.LateLookups); if that read
+    fails or is late too, 91 it is."""
     failures: tuple[type[Exception], ...] = (TimeoutError, SQLAlchemyError, OSError)
     try:
-        if services.late_pool is not None:
+        if services.late_lookups is not None:
             from asyncpg import InterfaceError, PostgresError
 
-            from veix.persistence.fast_pg import QueueTimeout, answered_before
-            failures += (QueueTimeout, PostgresError, InterfaceError)
-            earlier = await answered_before(services.late_pool, message_id, req.network_id,
-                                            within=REDELIVERY_LOOKUP_BUDGET)
+            failures += (PostgresError, InterfaceError)
+            earlier = await services.late_lookups.find(message_id, req.network_id,
+                                                       within=REDELIVERY_LOOKUP_BUDGET)
         else:
             async with asyncio.timeout(REDELIVERY_LOOKUP_BUDGET):
                 earlier = await network_messages.answered_before(services.engine, message_id, req.network_id)
     except failures as exc:
         log.debug("no redelivery lookup for a late authorization: %r", exc)
-        return None
-    if earlier is None or isinstance(earlier, tuple):
-        return earlier
-    return 200, AuthResult.of(earlier).to_json()
+        return "failed", None
+    if earlier is None:
+        return "new", None
+    if isinstance(earlier, tuple):
+        return "decided_before", earlier
+    return "decided_before", (200, AuthResult.of(earlier).to_json())
 
 
 async def _run_sql(services: Services, req: AuthRequest, actor: Actor, request_id: str | None,

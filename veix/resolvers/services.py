@@ -28,9 +28,8 @@ class Services:
     network_secret: str = ""
     network_deadline: float = 1.5  # seconds from a network request's arrival to its latest decision
     fast_pool: Any = None  # fast_pg.HotPool: the authorization hot path's connections (PostgreSQL only)
-    # fast_pg.HotPool (PostgreSQL only): a late authorization's lookup of its earlier answer, on
-    # connections of its own (the hot path's may be the busy ones)
-    late_pool: Any = None
+    # fast_pg.LateLookups (PostgreSQL only): late authorizations' lookups of their earlier answers
+    late_lookups: Any = None
     # Webhook endpoint URLs: https only, no private/loopback hosts (production). Development
     # (False) also allows http and local receivers.
     webhook_strict_urls: bool = True
