@@ -77,3 +77,26 @@ async def test_a_lookup_that_does_not_come_in_time_times_out(app: Any) -> None:
     finally:
         await other.close()
         await lookups.close()
+
+
+async def test_closing_stops_the_batch_in_flight(app: Any) -> None:
+    import asyncpg
+
+    from veix.persistence.fast_pg import asyncpg_connect_args
+
+    lookups = await LateLookups.open(TEST_DB_URL, statement_timeout=5.0)
+    other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
+    try:
+        async with other.transaction():
+            await other.execute("LOCK TABLE network_messages IN ACCESS EXCLUSIVE MODE")
+            waiting = asyncio.create_task(lookups.find("m", "a", within=1.0))
+            await asyncio.sleep(0.1)  # its statement waits for the lock
+            await asyncio.wait_for(lookups.close(), timeout=0.5)  # not the 5 s statement timeout
+            # ... and no statement of it is left waiting on the server
+            await asyncio.sleep(0.2)
+            assert await other.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT k.i,%'") == 0
+            with pytest.raises(TimeoutError):
+                await waiting
+    finally:
+        await other.close()

@@ -396,6 +396,11 @@ class LateLookups:
                     future.set_result(_auth(r) if r["id"] is not None else None)
 
     async def close(self) -> None:
+        """Stop the batch in flight (its waiters time out: 91) and close the connection."""
+        if self._running is not None and not self._running.done():
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
         await self._pool.close()
 
 
