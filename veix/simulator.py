@@ -190,13 +190,14 @@ class Simulator:
         self._count += 1
         return f"auth_{self.run_id}{self._count:010x}"
 
-    def pick_card(self, cards: Sequence[CardRef]) -> CardRef:
-        """The card for the next authorization: one in the middle of a fraud burst, else any."""
+    def pick_card(self, cards: Sequence[CardRef], *, turn: int | None = None) -> CardRef:
+        """The card for the next authorization: one in the middle of a fraud burst, else
+        any (at random), or with ``turn`` the turn-th in ``cards`` (round robin)."""
         if self._bursts:
             return next(iter(self._bursts.values())).card
         if not cards:
             raise ValueError("no cards to pick from")
-        return cards[self.rng.randrange(len(cards))]
+        return cards[self.rng.randrange(len(cards)) if turn is None else turn % len(cards)]
 
     def next_request(self, card: CardRef, now: datetime) -> dict[str, Any]:
         """The JSON body of one authorization of ``card`` at about ``now`` (aware)."""

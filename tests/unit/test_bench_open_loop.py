@@ -183,15 +183,16 @@ async def test_the_risk_scores_and_each_cards_rate_are_reported(issuer: tuple[Is
 
     many = [CardRef(pan=f"4000{n:012d}", expiry="2030-12", cvv="123") for n in range(500)]
     result = await run_authorize_bench(url, SECRET, many, concurrency=1, duration=0.5, rate=40)
-    assert result.completed == 20 and 480 <= result.cards_used <= 500  # 2,000 bodies over 500 cards
+    assert result.completed == 20 and result.cards_used == 500  # 2,000 bodies over 500 cards, in turn
     assert "cards used" not in format_result(result)  # each card about once: no note
 
 
 @pytest.mark.parametrize("issuer", [0.0], indirect=True)
 async def test_a_large_card_file_is_used_beyond_twenty_thousand_bodies(issuer: tuple[Issuer, str]) -> None:
-    """Two bodies per card: 30,000 random picks over 15,000 cards name some
-    12,970 of them (20,000 picks, the old cap, about 11,050)."""
+    """Two bodies per card, every card in turn: 30,000 bodies over 15,000 cards
+    name all of them (but for a few whose turn a fraud burst took twice; random
+    picks named some 12,970, and 20,000, the old cap, about 11,050)."""
     _, url = issuer
     many = [CardRef(pan=f"4000{n:012d}", expiry="2030-12", cvv="123") for n in range(15_000)]
     result = await run_authorize_bench(url, SECRET, many, concurrency=1, duration=0.2, rate=10, seed=7)
-    assert 12_500 <= result.cards_used <= 13_400
+    assert result.cards_used >= 14_900
