@@ -286,7 +286,7 @@ async def test_a_late_request_whose_lookup_does_not_come_in_time_is_answered_91(
         app: Any, api: Any, network: Any, short_deadline: Any) -> None:
     """Finding out whether a late request was decided before is one read with
     its own small budget (REDELIVERY_LOOKUP_BUDGET, PostgreSQL's
-    statement_timeout on the lookup's connections): if that read cannot run
+    statement_timeout on the lookups' connection): if that read cannot run
     either (here another session holds card_transactions exclusively), the
     answer is 91, in time, not an error and not a wait for the lock."""
     biz = await new_business(api, fund="100.00")
