@@ -137,7 +137,7 @@ class BenchResult:
     errors: Counter[str] = field(default_factory=Counter)  # transport error class -> count
     client_cpu: float = 0.0  # CPU seconds this process spent during the run (load generator cost)
     sent: int = 0  # requests sent during the run, warm-up included
-    cards_used: int = 0  # distinct cards the requests name (bursts and random picks)
+    cards_used: int = 0  # distinct cards the request bodies name (every card in turn, bursts aside)
     flagged: int = 0  # decisions (answers but 91) whose risk score is at least FLAGGED_AT
     interval: float = 1.0  # seconds per slice of the timeline
     timeline: list[Interval] = field(default_factory=list)  # the measured window, slice by slice

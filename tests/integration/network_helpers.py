@@ -12,6 +12,7 @@ Import the fixtures into a test module with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,17 +21,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from tests.conftest import TEST_DB_URL
 from tests.integration.conftest import Api
 from veix.domain.card_controls import parse_controls
 from veix.domain.cards import CardNetwork, CardStatus, CardType, expiry_text
 from veix.domain.events import utcnow
 from veix.domain.services import cards as card_svc
 from veix.domain.services import settlement
+from veix.persistence.fast_pg import asyncpg_connect_args
 from veix.persistence.tables import card_spend, card_transactions, fraud_alerts, ledger_accounts
 from veix.persistence.uow import SqlUnitOfWork
 from veix.resolvers.ids import parse_global_id, to_global_id
@@ -312,18 +316,37 @@ def later(days: float = 0, **kwargs: float) -> datetime:
     return utcnow() + timedelta(days=days, **kwargs)
 
 
+@contextlib.asynccontextmanager
+async def locked_exclusively(table: str) -> AsyncIterator[asyncpg.Connection]:
+    """``table`` locked ACCESS EXCLUSIVE by another session for the block, whose
+    connection it yields (PostgreSQL: even reads of the table wait)."""
+    conn = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
+    try:
+        async with conn.transaction():
+            await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield conn
+    finally:
+        await conn.close()
+
+
 # ------------------------------------------------------------------ metrics
-async def attempts(network: Network) -> dict[tuple[str, str], float]:
-    """``veix_authorization_attempts_total`` by (path, outcome), read from /metrics."""
+async def counter(network: Network, family: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """The Prometheus counter ``family``_total by the values of ``labels``, read from /metrics."""
     r = await network.client.get("/metrics")
     assert r.status_code == 200
-    found: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(r.text):
-        if family.name == "veix_authorization_attempts":
-            for sample in family.samples:
+    found: dict[tuple[str, ...], float] = {}
+    for metric in text_string_to_metric_families(r.text):
+        if metric.name == family:
+            for sample in metric.samples:
                 if sample.name.endswith("_total"):
-                    found[(sample.labels["path"], sample.labels["outcome"])] = sample.value
+                    found[tuple(sample.labels[label] for label in labels)] = sample.value
     return found
+
+
+async def attempts(network: Network) -> dict[tuple[str, str], float]:
+    """``veix_authorization_attempts_total`` by (path, outcome)."""
+    return {(path, outcome): n for (path, outcome), n in
+            (await counter(network, "veix_authorization_attempts", "path", "outcome")).items()}
 
 
 async def attempts_during(network: Network, action: Callable[[], Awaitable[Any]]) -> tuple[Any, dict[tuple[str, str], float]]:

@@ -9,11 +9,18 @@ import json
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import TEST_DB_URL
 from tests.integration import network_helpers
-from tests.integration.network_helpers import AUTHORIZATIONS, auth_body, issue_card, new_business
+from tests.integration.network_helpers import (
+    AUTHORIZATIONS,
+    auth_body,
+    issue_card,
+    locked_exclusively,
+    new_business,
+)
 from veix.domain.authorization import StoredAuth
 from veix.persistence.fast_pg import _ANSWERED_BEFORE_SQL, LateLookups
 
@@ -62,33 +69,20 @@ async def test_the_lookup_reads_by_index_whatever_the_statistics_say(app: Any) -
 
 
 async def test_a_lookup_that_does_not_come_in_time_times_out(app: Any) -> None:
-    import asyncpg
-
-    from veix.persistence.fast_pg import asyncpg_connect_args
-
     lookups = await LateLookups.open(TEST_DB_URL, statement_timeout=0.2)
-    other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
     try:
-        async with other.transaction():
-            await other.execute("LOCK TABLE network_messages IN ACCESS EXCLUSIVE MODE")
+        async with locked_exclusively("network_messages"):
             with pytest.raises((TimeoutError, asyncpg.QueryCanceledError)):
                 await lookups.find("m", "a", within=0.5)
         assert await lookups.find("m", "a", within=5.0) is None  # the connection was kept, and works
     finally:
-        await other.close()
         await lookups.close()
 
 
 async def test_closing_stops_the_batch_in_flight(app: Any) -> None:
-    import asyncpg
-
-    from veix.persistence.fast_pg import asyncpg_connect_args
-
     lookups = await LateLookups.open(TEST_DB_URL, statement_timeout=5.0)
-    other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
     try:
-        async with other.transaction():
-            await other.execute("LOCK TABLE network_messages IN ACCESS EXCLUSIVE MODE")
+        async with locked_exclusively("network_messages") as other:
             waiting = asyncio.create_task(lookups.find("m", "a", within=1.0))
             await asyncio.sleep(0.1)  # its statement waits for the lock
             await asyncio.wait_for(lookups.close(), timeout=0.5)  # not the 5 s statement timeout
@@ -99,4 +93,4 @@ async def test_closing_stops_the_batch_in_flight(app: Any) -> None:
             with pytest.raises(TimeoutError):
                 await waiting
     finally:
-        await other.close()
+        await lookups.close()  # (again: a no-op)

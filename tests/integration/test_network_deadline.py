@@ -20,24 +20,22 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from tests.conftest import TEST_DB_URL
 from tests.integration import network_helpers
 from tests.integration.network_helpers import (
     AUTHORIZATIONS,
     auth_body,
     balance,
     card_transaction,
+    counter,
     holds_balance,
     issue_card,
+    locked_exclusively,
     new_business,
     spend,
 )
-from veix.persistence.fast_pg import asyncpg_connect_args
 from veix.persistence.tables import outbox
 from veix.resolvers.network import REDELIVERY_LOOKUP_BUDGET
 
@@ -96,27 +94,15 @@ async def outbox_count(app: Any) -> int:
 
 
 async def past_deadline(network: Any) -> dict[str, float]:
-    """``veix_authorizations_past_deadline_total`` by stage, from /metrics."""
-    r = await network.client.get("/metrics")
-    found: dict[str, float] = {"queued": 0.0, "decided": 0.0}
-    for family in text_string_to_metric_families(r.text):
-        if family.name == "veix_authorizations_past_deadline":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    found[sample.labels["stage"]] = sample.value
-    return found
+    """``veix_authorizations_past_deadline_total`` by stage."""
+    found = await counter(network, "veix_authorizations_past_deadline", "stage")
+    return {stage: found.get((stage,), 0.0) for stage in ("queued", "decided")}
 
 
 async def late_lookups(network: Any) -> dict[str, float]:
-    """``veix_authorizations_late_lookups_total`` by outcome, from /metrics."""
-    r = await network.client.get("/metrics")
-    found: dict[str, float] = {"decided_before": 0.0, "new": 0.0, "failed": 0.0}
-    for family in text_string_to_metric_families(r.text):
-        if family.name == "veix_authorizations_late_lookups":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    found[sample.labels["outcome"]] = sample.value
-    return found
+    """``veix_authorizations_late_lookups_total`` by outcome."""
+    found = await counter(network, "veix_authorizations_late_lookups", "outcome")
+    return {outcome: found.get((outcome,), 0.0) for outcome in ("decided_before", "new", "failed")}
 
 
 async def while_busy(app: Any, requests: list[Any]) -> list[Any]:
@@ -294,16 +280,10 @@ async def test_a_late_request_whose_lookup_does_not_come_in_time_is_answered_91(
     body = auth_body(card, "40.00")
     assert (await network.post(AUTHORIZATIONS, body)).json()["response_code"] == "00"
     late = await late_lookups(network)
-    other = await asyncpg.connect(**asyncpg_connect_args(TEST_DB_URL))
-    try:
-        async with other.transaction():
-            await other.execute("LOCK TABLE card_transactions IN ACCESS EXCLUSIVE MODE")
-            async with database_busy(app):
-                began = asyncio.get_running_loop().time()
-                r = await asyncio.wait_for(network.post(AUTHORIZATIONS, body), timeout=5)
-                waited = asyncio.get_running_loop().time() - began
-    finally:
-        await other.close()
+    async with locked_exclusively("card_transactions"), database_busy(app):
+        began = asyncio.get_running_loop().time()
+        r = await asyncio.wait_for(network.post(AUTHORIZATIONS, body), timeout=5)
+        waited = asyncio.get_running_loop().time() - began
     assert r.status_code == 200, r.text
     assert r.json()["response_code"] == "91"
     assert waited < DEADLINE + REDELIVERY_LOOKUP_BUDGET + 1.0  # the lock was held throughout

@@ -7,18 +7,22 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from veix.domain.authorization import StoredAuth
 from veix.persistence.repositories.authorizations import auth_from_row
 from veix.persistence.tables import card_transactions, network_messages
 
 
+async def _answer(conn: AsyncConnection, message_id: str) -> tuple[int, dict[str, Any]] | None:
+    row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
+                              .where(network_messages.c.id == message_id))).first()
+    return (row.status_code, row.response) if row else None
+
+
 async def stored(engine: AsyncEngine, message_id: str) -> tuple[int, dict[str, Any]] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
-                                  .where(network_messages.c.id == message_id))).first()
-    return (row.status_code, row.response) if row else None
+        return await _answer(conn, message_id)
 
 
 async def store(engine: AsyncEngine, message_id: str, endpoint: str, status: int, response: dict[str, Any],
@@ -29,9 +33,9 @@ async def store(engine: AsyncEngine, message_id: str, endpoint: str, status: int
         await conn.execute(insert(network_messages).values(
             id=message_id, endpoint=endpoint, status_code=status, response=response,
             created_at=now).on_conflict_do_nothing(index_elements=["id"]))
-        row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
-                                  .where(network_messages.c.id == message_id))).one()
-    return row.status_code, row.response
+        kept = await _answer(conn, message_id)
+    assert kept is not None  # inserted now or before, in this transaction's view
+    return kept
 
 
 async def answered_before(engine: AsyncEngine, message_id: str | None,
@@ -40,11 +44,8 @@ async def answered_before(engine: AsyncEngine, message_id: str | None,
     under its webhook-id, else the card transaction of its network id; one read
     connection, no lock, nothing written."""
     async with engine.connect() as conn:
-        if message_id is not None:
-            row = (await conn.execute(select(network_messages.c.status_code, network_messages.c.response)
-                                      .where(network_messages.c.id == message_id))).first()
-            if row is not None:
-                return row.status_code, row.response
+        if message_id is not None and (answer := await _answer(conn, message_id)) is not None:
+            return answer
         auth = (await conn.execute(select(card_transactions)
                                    .where(card_transactions.c.network_id == network_id))).first()
     return auth_from_row(auth) if auth is not None else None
