@@ -39,7 +39,7 @@ from veix.domain.cards import generate_pan
 from veix.domain.dynamic_cvv import dynamic_cvv
 from veix.domain.events import utcnow
 from veix.domain.fx import DEFAULT_RATES
-from veix.persistence.tables import network_messages
+from veix.persistence.tables import journal_entries, network_messages, outbox, postings, transactions
 from veix.security.signatures import signed_headers
 
 network = network_helpers.network  # the fixture: signed HTTP to the app
@@ -75,6 +75,30 @@ async def test_00_approval_holds_the_amount_and_counts_the_spend(api, app, netwo
     row = await card_transaction(app, answer["id"])
     assert str(row.id) == answer["card_transaction_id"]
     assert (row.status, row.held_amount, row.kind) == ("approved", Decimal("42.50"), "purchase")
+
+
+async def test_the_rows_a_decision_writes_have_ids_in_the_order_they_were_made(api, app, network):
+    """UUID version 7 (veix.domain.ids): new rows land at the end of their indexes."""
+    biz = await new_business(api, fund="1000.00")
+    card = await issue_card(app, biz.id)
+    first = await network.authorize(card, "10.00", at=THURSDAY_AFTERNOON)
+    time.sleep(0.002)
+    second = await network.authorize(card, "11.00", at=THURSDAY_AFTERNOON)
+    rows = [await card_transaction(app, answer["id"]) for answer in (first, second)]
+    async with app.state.services.engine.connect() as conn:
+        txns = [(await conn.execute(select(transactions.c.id).where(transactions.c.id == r.transaction_id))).scalar_one()
+                for r in rows]
+        entries = [list((await conn.execute(select(journal_entries.c.id)
+                                            .where(journal_entries.c.transaction_id == t))).scalars()) for t in txns]
+        lines = [list((await conn.execute(select(postings.c.id).where(postings.c.entry_id.in_(e)))).scalars())
+                 for e in entries]
+        events = list((await conn.execute(select(outbox.c.id).where(outbox.c.payload["card_id"].as_string()
+                                                                   == str(card.raw_id)))).scalars())
+    assert len(events) >= 2, events  # card_transaction.created, each
+    made = [[r.id, t, *e, *p] for r, t, e, p in zip(rows, txns, entries, lines, strict=True)]
+    assert all(len(ids) >= 5 for ids in made), made  # card transaction, transaction, entry, two postings
+    assert {value.version for ids in made for value in ids} | {e.version for e in events} == {7}
+    assert max(made[0]) < min(made[1])
 
 
 async def test_00_static_cvv_and_card_token_are_accepted(api, app, network):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from veix.domain.ids import new_id
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -19,5 +21,5 @@ class DomainEvent:
     type: str
     business_id: uuid.UUID | None
     payload: dict[str, Any]
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=new_id)
     occurred_at: datetime = field(default_factory=utcnow)

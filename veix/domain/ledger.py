@@ -16,6 +16,7 @@ from decimal import Decimal
 from enum import Enum
 
 from veix.domain.errors import InsufficientFunds, InvariantViolation
+from veix.domain.ids import new_id
 from veix.domain.money import Money, parse_amount
 
 
@@ -125,7 +126,7 @@ def journal_entry(
     if unbalanced:
         raise InvariantViolation(f"journal entry does not balance: {unbalanced}")
     return JournalEntry(
-        uuid.uuid4(), business_id, kind, description, tuple(lines), occurred_at, transaction_id
+        new_id(), business_id, kind, description, tuple(lines), occurred_at, transaction_id
     )
 
 

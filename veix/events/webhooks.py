@@ -43,6 +43,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from veix.domain.ids import new_id
 from veix.domain.webhooks import (
     DISABLE_AFTER,
     DISABLED_EVENT,
@@ -230,7 +231,7 @@ class WebhookDeliverer:
         await conn.execute(update(e).where(e.c.id == endpoint_id).values(
             status=EndpointStatus.DISABLED.value, disabled_reason=reason, updated_at=now))
         await conn.execute(outbox.insert().values(
-            id=uuid.uuid4(), business_id=row.business_id, event_type=DISABLED_EVENT,
+            id=new_id(), business_id=row.business_id, event_type=DISABLED_EVENT,
             payload={"endpoint_id": str(endpoint_id), "url": row.url, "reason": reason},
             created_at=now))
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)

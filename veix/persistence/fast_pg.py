@@ -73,6 +73,7 @@ from veix.domain.card_controls import CardControls
 from veix.domain.cards import Card, CardNetwork, CardStatus, CardType
 from veix.domain.errors import InsufficientFunds
 from veix.domain.events import DomainEvent
+from veix.domain.ids import new_id
 from veix.domain.ledger import JournalEntry
 from veix.domain.risk import RiskAssessment
 from veix.domain.services.authorize import AuthCard, CardHistory, history_window, periods, velocity_window
@@ -777,7 +778,7 @@ class PgAuthorizationStore:
                                     auth.transaction_id, txn_status.value, auth.updated_at)
 
     async def add_alert(self, auth: StoredAuth, assessment: RiskAssessment, action: str) -> uuid.UUID:
-        alert_id = uuid.uuid4()
+        alert_id = new_id()
         self.uow.deferred_alerts.append((alert_id, auth, assessment, action))
         return alert_id
 
@@ -1015,7 +1016,7 @@ class PgAuthorizationUnitOfWork:
                 f"{arg(e.transaction_id)}, {arg(e.occurred_at)}))")
             if all(ln.account.code in ids for ln in e.lines):
                 rows = ", ".join(
-                    f"(gen_random_uuid(), {arg(e.id)}, {arg(ids[ln.account.code])}, {arg(ln.amount)}, "
+                    f"({arg(new_id())}, {arg(e.id)}, {arg(ids[ln.account.code])}, {arg(ln.amount)}, "
                     f"{arg(ln.account.currency)}, false, {arg(e.occurred_at)})" for ln in e.lines)
                 parts.append(f"po{i} AS (INSERT INTO postings (id, entry_id, account_id, amount, currency, pending, "
                              f"created_at) VALUES {rows})")
@@ -1025,12 +1026,12 @@ class PgAuthorizationUnitOfWork:
                 "(SELECT id FROM ledger_accounts a WHERE a.code = p.code))" if accounts else \
                 "(SELECT id FROM ledger_accounts a WHERE a.code = p.code)"
             lines = ", ".join(
-                f"({arg(ln.account.code)}::text, {arg(ln.amount)}::numeric, {arg(ln.account.currency)}::text)"
-                for ln in e.lines)
+                f"({arg(new_id())}::uuid, {arg(ln.account.code)}::text, {arg(ln.amount)}::numeric, "
+                f"{arg(ln.account.currency)}::text)" for ln in e.lines)
             parts.append(
                 f"po{i} AS (INSERT INTO postings (id, entry_id, account_id, amount, currency, pending, created_at) "
-                f"SELECT gen_random_uuid(), {arg(e.id)}, {lookup}, p.amount, p.currency, false, {arg(e.occurred_at)} "
-                f"FROM (VALUES {lines}) AS p(code, amount, currency))")
+                f"SELECT p.id, {arg(e.id)}, {lookup}, p.amount, p.currency, false, {arg(e.occurred_at)} "
+                f"FROM (VALUES {lines}) AS p(id, code, amount, currency))")
         history = [a for a, _ in self.deferred_rows if a.in_risk_history]
         if history:
             minutes: dict[tuple[uuid.UUID, datetime], tuple[int, Decimal]] = {}

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from veix.domain.audit import GENESIS, record_hash
 from veix.domain.business import Business
 from veix.domain.events import DomainEvent, utcnow
+from veix.domain.ids import new_id
 from veix.persistence.engine import WRITE
 from veix.persistence.repositories.access import (
     SqlApiKeyRepository,
@@ -116,7 +117,7 @@ class SqlUnitOfWork:
     ) -> None:
         self._audits.append(
             {
-                "id": str(uuid.uuid4()),
+                "id": str(new_id()),
                 "actor_type": self.actor.type,
                 "actor_id": self.actor.id,
                 "business_id": str(business_id) if business_id else None,

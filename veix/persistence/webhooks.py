@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from veix.domain.ids import new_id
 from veix.domain.webhooks import DeliveryStatus, EndpointStatus, subscribes
 from veix.persistence.tables import webhook_deliveries, webhook_endpoints
 
@@ -179,7 +180,7 @@ def plan_deliveries(events: Sequence[Any], endpoints: Sequence[Any], now: dateti
             # by created_at, id) lists one batch in event order.
             queued = now + timedelta(microseconds=len(values))
             values.append({
-                "id": uuid.uuid4(), "endpoint_id": endpoint.id, "business_id": event.business_id,
+                "id": new_id(), "endpoint_id": endpoint.id, "business_id": event.business_id,
                 "event_id": event.id, "event_seq": event.seq, "event_type": event.event_type,
                 "payload": {"created_at": event.created_at.isoformat(), "data": dict(event.payload)},
                 "status": DeliveryStatus.PENDING.value, "attempts": 0, "next_attempt_at": queued,

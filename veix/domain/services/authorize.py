@@ -33,6 +33,7 @@ from veix.domain.dynamic_cvv import cvv_matches
 from veix.domain.errors import InsufficientFunds, UnsupportedCurrency
 from veix.domain.events import DomainEvent
 from veix.domain.fx import ExchangeRateProvider, convert
+from veix.domain.ids import new_id
 from veix.domain.money import Money
 from veix.domain.ports import CardVault
 from veix.domain.risk import RiskAssessment, RiskFeatures, RiskPolicy, RiskScorer
@@ -274,8 +275,8 @@ def _new_auth(ac: AuthCard, req: AuthRequest, now: datetime, *, status: Authoriz
               code: str, reason: str | None, billing: Decimal, rate: Decimal | None,
               assessment: RiskAssessment, day: str, month: str) -> StoredAuth:
     return StoredAuth(
-        id=uuid.uuid4(), card_id=ac.card.id, business_id=ac.card.business_id,
-        transaction_id=uuid.uuid4(), network_id=req.network_id, kind=req.kind, status=status,
+        id=new_id(), card_id=ac.card.id, business_id=ac.card.business_id,
+        transaction_id=new_id(), network_id=req.network_id, kind=req.kind, status=status,
         response_code=code, decline_reason=reason, merchant_name=req.merchant_name,
         merchant_category_code=req.mcc, merchant_country=req.merchant_country,
         merchant_id=req.merchant_id, original_amount=req.amount, original_currency=req.currency,

@@ -9,6 +9,7 @@ from datetime import datetime
 from veix.domain import ledger
 from veix.domain.errors import IdempotencyKeyReused, InvalidInput, NotFound
 from veix.domain.events import DomainEvent
+from veix.domain.ids import new_id
 from veix.domain.money import Money
 from veix.domain.ports import UnitOfWork
 from veix.domain.transactions import Gateway, Transaction, TransactionStatus, TransactionType
@@ -54,7 +55,7 @@ async def fund_business(
     if business is None:
         raise NotFound("Business not found", field=["input", "businessId"])
     txn = Transaction(
-        id=uuid.uuid4(), business_id=business_id, type=TransactionType.FUNDING,
+        id=new_id(), business_id=business_id, type=TransactionType.FUNDING,
         status=TransactionStatus.SUCCEEDED, amount=money.amount, currency=money.currency,
         created_at=now, updated_at=now, payment_method="bank_transfer",
         gateway=Gateway.SANDBOX, idempotency_key=idempotency_key,

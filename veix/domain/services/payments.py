@@ -68,6 +68,7 @@ from veix.domain.gateway import (
     WebhookEvent,
     WebhookKind,
 )
+from veix.domain.ids import new_id
 from veix.domain.money import Money
 from veix.domain.ports import UnitOfWork
 from veix.domain.risk import RiskFeatures, RiskPolicy, RiskScorer
@@ -203,7 +204,7 @@ class PaymentProcessor:
                 history_count=activity.history_count, history_mean=activity.history_mean,
                 history_max=activity.history_max, seen_merchant_before=True))
             txn = Transaction(
-                id=uuid.uuid4(), business_id=p.business_id, type=TransactionType.PAYMENT,
+                id=new_id(), business_id=p.business_id, type=TransactionType.PAYMENT,
                 status=S.PENDING, amount=p.money.amount, currency=p.money.currency,
                 created_at=now, updated_at=now, payment_method=p.method.value,
                 gateway=chosen[0].name, customer_id=p.customer_id, risk_score=assessment.score,
@@ -555,7 +556,7 @@ class PaymentProcessor:
                 raise InvalidInput(f"{gw.name.name} does not support partial refunds",
                                    field=["input", "amount", "amount"])
             refund = Transaction(
-                id=uuid.uuid4(), business_id=t.business_id, type=TransactionType.REFUND, status=S.PENDING,
+                id=new_id(), business_id=t.business_id, type=TransactionType.REFUND, status=S.PENDING,
                 amount=value, currency=t.currency, created_at=now, updated_at=now,
                 payment_method=t.payment_method, gateway=t.gateway, customer_id=t.customer_id,
                 idempotency_key=idempotency_key, parent_id=t.id, description=reason,

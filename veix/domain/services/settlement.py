@@ -21,6 +21,7 @@ from veix.domain.cards import CardType
 from veix.domain.currencies import minor_units
 from veix.domain.errors import Conflict, InsufficientFunds, InvalidInput, InvalidStateTransition, NotFound
 from veix.domain.events import DomainEvent
+from veix.domain.ids import new_id
 from veix.domain.money import Money, parse_amount
 from veix.domain.services.authorize import (
     AuthorizationConfig,
@@ -148,7 +149,7 @@ async def clear(uow: AuthorizationUnitOfWork, cfg: AuthorizationConfig, *, clear
     auth.updated_at = now
     await uow.authorizations.update(auth, TransactionStatus.SUCCEEDED if final else None)
     clearing_txn = Transaction(
-        id=uuid.uuid4(), business_id=auth.business_id, type=TransactionType.CARD_CLEARING,
+        id=new_id(), business_id=auth.business_id, type=TransactionType.CARD_CLEARING,
         status=TransactionStatus.SUCCEEDED, amount=billing, currency=auth.billing_currency,
         created_at=now, updated_at=now, payment_method="card",
         metadata={"card_transaction_id": str(auth.id), "clearing_id": clearing_id,

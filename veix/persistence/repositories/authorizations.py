@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from veix.domain.authorization import AuthorizationStatus, StoredAuth
+from veix.domain.ids import new_id
 from veix.domain.risk import RiskAssessment
 from veix.domain.services.authorize import AuthCard, CardHistory, history_window, velocity_window
 from veix.domain.transactions import Transaction, TransactionStatus
@@ -243,7 +244,7 @@ class SqlAuthorizationStore:
                                     .values(status=txn_status.value, updated_at=auth.updated_at))
 
     async def add_alert(self, auth: StoredAuth, assessment: RiskAssessment, action: str) -> uuid.UUID:
-        alert_id = uuid.uuid4()
+        alert_id = new_id()
         await self.conn.execute(fraud_alerts.insert().values(
             id=alert_id, business_id=auth.business_id, card_id=auth.card_id,
             transaction_id=auth.transaction_id, card_transaction_id=auth.id,

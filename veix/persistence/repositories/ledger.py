@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from veix.domain.ids import new_id
 from veix.domain.ledger import AccountKind, AccountRef, JournalEntry, apply_posting
 from veix.domain.money import Money
 from veix.persistence.tables import journal_entries, ledger_accounts, postings
@@ -82,7 +83,7 @@ class SqlLedgerRepository:
             postings.insert(),
             [
                 {
-                    "id": uuid.uuid4(), "entry_id": entry.id,
+                    "id": new_id(), "entry_id": entry.id,
                     "account_id": account_ids[line.account.code], "amount": line.amount,
                     "currency": line.account.currency, "pending": False, "created_at": now,
                 }

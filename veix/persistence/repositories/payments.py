@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from veix.domain import ledger
 from veix.domain.disputes import Dispute, DisputeStatus, PaymentMethodRecord, PaymentSettings
 from veix.domain.gateway import DisputeInfo, WebhookEvent, WebhookKind
+from veix.domain.ids import new_id
 from veix.domain.ports import PaymentActivity
 from veix.domain.transactions import Gateway, Transaction, TransactionStatus, TransactionType
 from veix.persistence import mappers as m
@@ -121,7 +122,7 @@ class SqlPaymentRepository:
     async def record_event(self, gateway: Gateway, event: WebhookEvent, now: datetime) -> bool:
         result = await self.conn.execute(
             self.insert(gateway_events).values(
-                id=uuid.uuid4(), gateway=gateway.value, event_id=event.event_id[:255], kind=event.kind.value,
+                id=new_id(), gateway=gateway.value, event_id=event.event_id[:255], kind=event.kind.value,
                 provider_type=event.provider_type[:100], reference=(event.reference or None),
                 outcome="received", payload={"veix": event_json(event), "raw": dict(event.payload)},
                 received_at=now,
