@@ -9,6 +9,7 @@ through GraphQL and checks the money through ``business { balances }``; the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -82,7 +83,7 @@ async def test_the_rows_a_decision_writes_have_ids_in_the_order_they_were_made(a
     biz = await new_business(api, fund="1000.00")
     card = await issue_card(app, biz.id)
     first = await network.authorize(card, "10.00", at=THURSDAY_AFTERNOON)
-    time.sleep(0.002)
+    await asyncio.sleep(0.002)
     second = await network.authorize(card, "11.00", at=THURSDAY_AFTERNOON)
     rows = [await card_transaction(app, answer["id"]) for answer in (first, second)]
     async with app.state.services.engine.connect() as conn:
