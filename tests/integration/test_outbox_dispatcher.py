@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import pytest
 from broadcaster import Broadcast
-from sqlalchemy import insert, select, text
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Uuid, insert, select, text
 
 from tests.conftest import TEST_REDIS_URL
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, migrate_to
 from tests.integration.payment_helpers import eventually
 from veix.app import create_app
 from veix.domain.errors import InvalidInput
 from veix.events.channels import (
+    DISPATCHED_SEQ,
     EventMessage,
     business_channel,
     cursor_of,
@@ -29,7 +30,9 @@ from veix.events.channels import (
     seq_of_cursor,
 )
 from veix.events.dispatcher import DISPATCH_LOCK_KEY, PUBLISHING_LOCK_KEY, OutboxDispatcher
+from veix.persistence.engine import make_engine
 from veix.persistence.tables import outbox
+from veix.persistence.types import JSONType, UTCDateTime
 from veix.resolvers.ids import parse_global_id
 
 
@@ -82,11 +85,12 @@ async def drain(dispatcher: OutboxDispatcher) -> int:
     raise AssertionError("the outbox never drained")
 
 
-async def dispatched_at(app: Any, ids: list[uuid.UUID]) -> list[datetime | None]:
+async def dispatched(app: Any, ids: list[uuid.UUID]) -> list[bool]:
+    """Whether each event is marked dispatched: at or below the outbox cursor."""
     async with app.state.services.engine.connect() as conn:
-        rows = (await conn.execute(select(outbox.c.id, outbox.c.dispatched_at)
+        rows = (await conn.execute(select(outbox.c.id, outbox.c.seq <= DISPATCHED_SEQ)
                                    .where(outbox.c.id.in_(ids)))).all()
-    found = {row.id: row.dispatched_at for row in rows}
+    found = {row[0]: bool(row[1]) for row in rows}
     return [found[i] for i in ids]
 
 
@@ -124,7 +128,7 @@ async def test_funding_events_reach_the_channel_in_seq_order_and_are_marked(
         seqs = [m.seq for m in created]
         assert seqs == sorted(seqs) and len(set(seqs)) == 3
         assert all(m.business_id == raw(business_id) for m in listener.messages)
-        assert all(at is not None for at in await dispatched_at(app, [m.id for m in created]))
+        assert all(await dispatched(app, [m.id for m in created]))
 
         # Replay after the first: exactly the later events of this business, in order.
         later = await replay(app.state.services.engine, raw(business_id), created[0].seq)
@@ -165,14 +169,14 @@ async def test_rows_published_but_not_marked_are_published_again_with_the_same_i
 
         await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 1, drive=crash)
         first = listener.of_type("transaction.created")[0]
-        assert await dispatched_at(app, [first.id]) == [None]
+        assert await dispatched(app, [first.id]) == [False]
 
         restarted = OutboxDispatcher(engine, broadcast)
         await listener.wait_for(lambda: len(listener.of_type("transaction.created")) >= 2,
                                 drive=restarted.run_once)
         again = listener.of_type("transaction.created")[1]
         assert (again.id, again.seq, again.payload) == (first.id, first.seq, first.payload)
-        assert (await dispatched_at(app, [first.id]))[0] is not None
+        assert await dispatched(app, [first.id]) == [True]
         assert await drain(restarted) == 0
 
 
@@ -189,7 +193,7 @@ async def test_platform_events_go_to_the_platform_channel(app: Any) -> None:
                 created_at=datetime.now(UTC)))
         await listener.wait_for(lambda: any(m.id == event_id for m in listener.messages),
                                 drive=dispatcher.run_once)
-    assert (await dispatched_at(app, [event_id]))[0] is not None
+    assert await dispatched(app, [event_id]) == [True]
 
 
 async def test_the_app_runs_the_dispatcher_in_the_background(app: Any, owner: tuple[str, str]) -> None:
@@ -230,7 +234,7 @@ async def test_a_lower_seq_committing_late_is_not_overtaken(app: Any) -> None:
                 await fast.execute(insert(outbox).values(**fast_row))
             for _ in range(5):
                 await dispatcher.run_once()
-            assert await dispatched_at(app, [fast_row["id"]]) == [None]
+            assert await dispatched(app, [fast_row["id"]]) == [False]
             await slow.commit()
         await listener.wait_for(lambda: len(listener.messages) >= 2, drive=dispatcher.run_once)
         assert [m.type for m in listener.messages] == ["slow", "fast"]
@@ -325,7 +329,7 @@ async def test_delivery_over_real_redis(app: Any, api: Api, owner: tuple[str, st
                                     drive=dispatcher.run_once)
             message = listener.of_type("transaction.created")[0]
             assert message.business_id == raw(business_id)
-            assert (await dispatched_at(app, [message.id]))[0] is not None
+            assert await dispatched(app, [message.id]) == [True]
     finally:
         await subscriber.disconnect()
         await publisher.disconnect()
@@ -576,7 +580,55 @@ async def test_a_broker_failure_is_retried_and_nothing_is_lost(
             ids = [m.id for m in created]
 
             async def marked() -> bool:  # published first, marked after: the mark can come a moment later
-                return None not in await dispatched_at(app, ids)
+                return all(await dispatched(app, ids))
 
             await eventually(marked, seconds=10)
             assert not dispatcher.following
+
+
+# ------------------------------------------------------------------ migration 0009
+# The outbox as it was up to revision 0008: a dispatched_at per row.
+OUTBOX_0008 = Table(
+    "outbox", MetaData(),
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("id", Uuid), Column("business_id", Uuid), Column("event_type", String(64)),
+    Column("payload", JSONType), Column("created_at", UTCDateTime), Column("dispatched_at", UTCDateTime))
+
+
+async def test_migrating_keeps_what_was_dispatched_and_going_back_restores_the_marks(scratch_url: str) -> None:
+    await migrate_to(scratch_url, "0008")
+    engine = make_engine(scratch_url)
+    now = datetime.now(UTC)
+    seqs = []
+    async with engine.begin() as conn:
+        for n in range(5):  # (seq from the outbox's own sequence: the dispatcher's horizon reads it)
+            seqs.append((await conn.execute(insert(OUTBOX_0008).values(
+                id=uuid.uuid4(), business_id=None, event_type="platform.test", payload={"n": n}, created_at=now,
+                dispatched_at=now if n < 3 else None).returning(OUTBOX_0008.c.seq))).scalar_one())
+    await engine.dispose()  # three dispatched, two not yet
+
+    await migrate_to(scratch_url, "head")
+    engine = make_engine(scratch_url)
+    broadcast = Broadcast("memory://")
+    await broadcast.connect()
+    try:
+        async with listening(broadcast, "veix.platform") as listener:
+            dispatcher = OutboxDispatcher(engine, broadcast)
+            await listener.wait_for(lambda: len(listener.messages) >= 2, drive=dispatcher.run_once)
+            assert await drain(dispatcher) == 0
+        assert [m.seq for m in listener.messages] == seqs[3:]  # the first three were published before
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(DISPATCHED_SEQ))).scalar_one() == seqs[-1]
+    finally:
+        await broadcast.disconnect()
+        await engine.dispose()
+
+    await migrate_to(scratch_url, "0008", down=True)
+    engine = make_engine(scratch_url)
+    try:
+        async with engine.connect() as conn:
+            marks = (await conn.execute(select(OUTBOX_0008.c.seq, OUTBOX_0008.c.dispatched_at)
+                                        .order_by(OUTBOX_0008.c.seq))).all()
+    finally:
+        await engine.dispose()
+    assert [(seq, at is not None) for seq, at in marks] == [(seq, True) for seq in seqs]

@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veix.domain.errors import InvalidInput
-from veix.persistence.tables import outbox
+from veix.persistence.tables import outbox, outbox_cursor
+
+# The highest seq the dispatcher has published and committed (0 before the first): the
+# dispatched events are exactly those at or below it (veix.events.dispatcher).
+DISPATCHED_SEQ = func.coalesce(select(outbox_cursor.c.dispatched_seq).scalar_subquery(), 0)
 
 CHANNEL_PREFIX = "veix.business."
 PLATFORM_CHANNEL = "veix.platform"
@@ -138,7 +142,7 @@ async def replay(
     if dispatched_only and engine.dialect.name == "postgresql":
         # SQLite serialises writers, so committed seqs have no holes there: every committed
         # event is safe to replay, and one not yet published arrives live and is dropped as seen.
-        conditions.append(outbox.c.dispatched_at.is_not(None))
+        conditions.append(outbox.c.seq <= DISPATCHED_SEQ)
     query = (
         select(outbox.c.seq, outbox.c.id, outbox.c.business_id, outbox.c.event_type,
                outbox.c.payload, outbox.c.created_at)

@@ -1,10 +1,13 @@
 """The outbox dispatcher: publishes committed outbox rows to broadcaster channels.
 
 Delivery is **at-least-once**. A batch is selected, published, then marked
-``dispatched_at`` and committed; a crash (or a failed publish, or a failed
+dispatched and committed; a crash (or a failed publish, or a failed
 commit) between publishing and marking leaves the rows unmarked, so the next
 run publishes them again with the same ``id`` and ``seq``. Subscribers
-de-duplicate by ``seq`` (and ``id``), which are stable.
+de-duplicate by ``seq`` (and ``id``), which are stable. The mark is one
+number, ``outbox_cursor.dispatched_seq``: the batch's last ``seq`` (the
+dispatched rows are a prefix, below), so an outbox row is written once and
+never updated (migration 0009).
 
 Order. Rows are published in ``seq`` order, so per business in the order of
 their commits. On SQLite writers are serial, so ``seq`` order is commit order.
@@ -78,14 +81,14 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from veix.events.channels import EventMessage, channel_of
+from veix.events.channels import DISPATCHED_SEQ, EventMessage, channel_of
 from veix.persistence.engine import WRITE
 from veix.persistence.outbox_pg import PgOutbox, connect
-from veix.persistence.tables import outbox
+from veix.persistence.tables import outbox, outbox_cursor
 from veix.persistence.webhooks import fan_out, plan_deliveries
 
 log = logging.getLogger("veix.events.dispatcher")
@@ -157,7 +160,7 @@ class OutboxDispatcher:
     async def _any_pending(self) -> bool:
         async with self.engine.connect() as conn:
             found = (await conn.execute(
-                select(outbox.c.seq).where(outbox.c.dispatched_at.is_(None)).limit(1))).first()
+                select(outbox.c.seq).where(outbox.c.seq > DISPATCHED_SEQ).limit(1))).first()
         return found is not None
 
     async def _publish_and_mark(self, conn: AsyncConnection) -> int:
@@ -165,7 +168,7 @@ class OutboxDispatcher:
         query = (
             select(outbox.c.seq, outbox.c.id, outbox.c.business_id, outbox.c.event_type,
                    outbox.c.payload, outbox.c.created_at)
-            .where(outbox.c.dispatched_at.is_(None))
+            .where(outbox.c.seq > DISPATCHED_SEQ)
             .order_by(outbox.c.seq)
             .limit(self.batch)
         )
@@ -179,9 +182,10 @@ class OutboxDispatcher:
         # Outbound webhooks: queue the deliveries in the transaction that marks the rows, so an
         # event is fanned out exactly once however often it is published (veix.events.webhooks).
         await fan_out(conn, rows, now)
-        await conn.execute(
-            update(outbox).where(outbox.c.seq.in_([row.seq for row in rows]))
-            .values(dispatched_at=now))
+        last = rows[-1].seq
+        moved = await conn.execute(update(outbox_cursor).values(dispatched_seq=last, updated_at=now))
+        if moved.rowcount == 0:  # (the migration writes the row; this is a database without it)
+            await conn.execute(insert(outbox_cursor).values(id=1, dispatched_seq=last, updated_at=now))
         return len(rows)
 
     async def _published(self) -> None:

@@ -5,8 +5,8 @@ of the engine's pool: it holds the dispatch lock for as long as it leads), at mo
 four round trips per batch: the sequence's last value; one statement that reads the
 snapshot, takes a transaction id when asked, works out the safe horizon, reads the
 batch with each event's message already serialised and takes the publishing lock;
-after publishing, one statement that marks the batch and queues its webhook
-deliveries; then the publishing lock's release.
+after publishing, one statement that marks the batch (moves the outbox cursor past
+it) and queues its webhook deliveries; then the publishing lock's release.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ r AS (
            EXISTS (SELECT 1 FROM webhook_endpoints e
                    WHERE e.business_id = o.business_id AND e.status = $6) AS hooked
     FROM outbox o
-    WHERE o.dispatched_at IS NULL AND o.seq <= (SELECT horizon FROM h)
+    WHERE o.seq > coalesce((SELECT dispatched_seq FROM outbox_cursor), 0) AND o.seq <= (SELECT horizon FROM h)
     ORDER BY o.seq
     LIMIT $5)
 SELECT h.xmin, h.taken, h.horizon,
@@ -60,12 +60,20 @@ SELECT h.xmin, h.taken, h.horizon,
 FROM h LEFT JOIN r ON true ORDER BY r.seq
 """
 
-_MARK = "UPDATE outbox SET dispatched_at = $1 WHERE seq = ANY($2::bigint[])"
+# The batch's last seq: every row up to it is dispatched (the dispatched rows are a prefix).
+_MARK = """
+INSERT INTO outbox_cursor (id, dispatched_seq, updated_at) VALUES (1, $2, $1)
+ON CONFLICT (id) DO UPDATE SET dispatched_seq = greatest(outbox_cursor.dispatched_seq, EXCLUDED.dispatched_seq),
+                               updated_at = EXCLUDED.updated_at
+"""
 
 _DELIVERY_COLUMNS = ("id", "endpoint_id", "business_id", "event_id", "event_seq", "event_type", "payload",
                      "status", "attempts", "next_attempt_at", "created_at", "updated_at")
 _MARK_AND_QUEUE = """
-WITH m AS (UPDATE outbox SET dispatched_at = $1 WHERE seq = ANY($2::bigint[]))
+WITH m AS (INSERT INTO outbox_cursor (id, dispatched_seq, updated_at) VALUES (1, $2, $1)
+           ON CONFLICT (id) DO UPDATE SET
+               dispatched_seq = greatest(outbox_cursor.dispatched_seq, EXCLUDED.dispatched_seq),
+               updated_at = EXCLUDED.updated_at)
 INSERT INTO webhook_deliveries (id, endpoint_id, business_id, event_id, event_seq, event_type, payload,
                                 status, attempts, next_attempt_at, created_at, updated_at)
 SELECT * FROM unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::jsonb[],
@@ -171,14 +179,16 @@ class PgOutbox:
 
     async def mark(self, seqs: Sequence[int], deliveries: Sequence[dict[str, Any]], now: datetime) -> None:
         """Mark the events dispatched and queue their deliveries (one statement, so both or
-        neither), then release the publishing lock ``batch`` took."""
+        neither), then release the publishing lock ``batch`` took. ``seqs`` are the batch's,
+        in order: the cursor moves to the last."""
+        last = seqs[-1]
         if not deliveries:
-            await self.conn.execute(_MARK, now, list(seqs))
+            await self.conn.execute(_MARK, now, last)
         else:
             columns = [[d[c] for d in deliveries] for c in _DELIVERY_COLUMNS]
             payload = _DELIVERY_COLUMNS.index("payload")
             columns[payload] = [json.dumps(p, separators=(",", ":")) for p in columns[payload]]
-            await self.conn.execute(_MARK_AND_QUEUE, now, list(seqs), *columns)
+            await self.conn.execute(_MARK_AND_QUEUE, now, last, *columns)
         await self.conn.fetchval("SELECT pg_advisory_unlock($1)", self.publishing_key)
 
 

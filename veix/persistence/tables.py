@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     Float,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -337,10 +339,17 @@ outbox = Table(
     Column("event_type", String(64), nullable=False),
     Column("payload", JSONType, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("dispatched_at", UTCDateTime),
-    # The dispatcher's query: rows still to publish, oldest first.
-    Index("ix_outbox_pending", "seq", postgresql_where=text("dispatched_at IS NULL"),
-          sqlite_where=text("dispatched_at IS NULL")),
+)
+
+# What the outbox dispatcher has published: every row with seq <= dispatched_seq and
+# none above (the dispatched rows are a gap-free prefix, see veix.events.dispatcher), so
+# the outbox is written once per event and never updated. One row (migration 0009).
+outbox_cursor = Table(
+    "outbox_cursor", metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("dispatched_seq", Seq, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 audit_log = Table(
