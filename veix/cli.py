@@ -338,12 +338,14 @@ JOB_MESSAGES = {
     "holds": "released {} expired card hold(s)",
     "cards": "expired {} card(s) past their expiry date",
     "risk": "pruned {} risk history row(s) past their window (velocity: an hour, history: 90 days)",
+    "outbox": "pruned {} dispatched event(s) past the replay window (7 days) from the outbox",
 }
 
 
 def background_jobs(engine: AsyncEngine, batch: int) -> dict[str, Job]:
     """The worker's jobs by name; each takes the current time and returns how many items it handled."""
-    from veix.persistence.jobs import expire_cards, expire_holds, prune_risk_history
+    from veix.events.channels import DEFAULT_RETENTION
+    from veix.persistence.jobs import expire_cards, expire_holds, prune_outbox, prune_risk_history
 
     return {
         "idempotency": lambda now: purge_expired_idempotency_keys(engine, now),
@@ -351,6 +353,7 @@ def background_jobs(engine: AsyncEngine, batch: int) -> dict[str, Job]:
         # Card expiry dates are compared with the UTC day, as the authorization path does.
         "cards": lambda now: expire_cards(engine, now.astimezone(UTC).date(), now=now, batch=batch),
         "risk": lambda now: prune_risk_history(engine, now, batch),
+        "outbox": lambda now: prune_outbox(engine, now - DEFAULT_RETENTION, batch),
     }
 
 
@@ -399,7 +402,7 @@ async def _work(settings: Settings, interval: float, batch: int) -> None:
         log.info("payments upkeep started (late gateway events%s)",
                  ", crypto deposits" if "crypto" in {g.value for g in gateways} else "")
         log.info("worker started: every %gs purging expired idempotency keys, releasing expired "
-                 "card holds, expiring cards and pruning the risk history", interval)
+                 "card holds, expiring cards, pruning the risk history and the dispatched outbox", interval)
         while not stop.is_set():
             for name, job in jobs.items():
                 if stop.is_set():

@@ -172,6 +172,9 @@ async def test_jobs_run_once_releases_an_expired_hold_and_expires_cards(cards_co
     assert "released 1 expired card hold(s)" in later
     assert f"expired {CARDS} card(s) past their expiry date" in later
     assert "pruned 3 risk history row(s) past their window (velocity: an hour, history: 90 days)" in later
+    # every event is past the window by then, but no dispatcher has published one here: all kept
+    assert "pruned 0 dispatched event(s) past the replay window (7 days) from the outbox" in later
+    assert ws.sql("SELECT count(*) FROM outbox") != [(0,)]
     assert ws.sql(history) == [(0, 0, 0)]
     assert ws.sql("SELECT status, held_amount, released_amount FROM card_transactions") == [
         ("expired", "0.000000", "42.500000")]

@@ -8,7 +8,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,7 +22,6 @@ from tests.integration.payment_helpers import eventually
 from veix.app import create_app
 from veix.domain.errors import InvalidInput
 from veix.events.channels import (
-    DISPATCHED_SEQ,
     EventMessage,
     business_channel,
     cursor_of,
@@ -31,7 +30,8 @@ from veix.events.channels import (
 )
 from veix.events.dispatcher import DISPATCH_LOCK_KEY, PUBLISHING_LOCK_KEY, OutboxDispatcher
 from veix.persistence.engine import make_engine
-from veix.persistence.tables import outbox
+from veix.persistence.jobs import prune_outbox
+from veix.persistence.tables import DISPATCHED_SEQ, outbox
 from veix.persistence.types import JSONType, UTCDateTime
 from veix.resolvers.ids import parse_global_id
 
@@ -584,6 +584,41 @@ async def test_a_broker_failure_is_retried_and_nothing_is_lost(
 
             await eventually(marked, seconds=10)
             assert not dispatcher.following
+
+
+# ------------------------------------------------------------------ pruning
+async def business_events(app: Any, business_id: str) -> list[tuple[uuid.UUID, bool]]:
+    """(id, dispatched) of the business's events still in the outbox, in seq order."""
+    async with app.state.services.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.id, outbox.c.seq <= DISPATCHED_SEQ)
+                                   .where(outbox.c.business_id == raw(business_id)).order_by(outbox.c.seq))).all()
+    return [(row[0], bool(row[1])) for row in rows]
+
+
+async def test_pruning_deletes_only_events_both_dispatched_and_older_than_the_window(
+        app: Any, api: Api, owner: tuple[str, str]) -> None:
+    token, business_id = owner
+    engine = app.state.services.engine
+    dispatcher = OutboxDispatcher(engine, app.state.broadcast)
+    await fund(api, token, business_id, "10.00")
+    await drain(dispatcher)
+    started = datetime.now(UTC)
+    await fund(api, token, business_id, "20.00")  # not dispatched yet
+    events = await business_events(app, business_id)
+    old = [event for event, done in events if done]
+    assert old and len(old) < len(events) and all(done for _, done in events[:len(old)])
+
+    assert await prune_outbox(engine, started - timedelta(hours=1)) >= 0  # too young: kept
+    assert [e for e, _ in await business_events(app, business_id)] == [e for e, _ in events]
+
+    await prune_outbox(engine, datetime.now(UTC) + timedelta(seconds=1), batch=2)  # pages of two
+    assert await business_events(app, business_id) == events[len(old):]  # the undispatched stay
+
+    async with listening(app.state.broadcast, business_channel(raw(business_id))) as listener:
+        await listener.wait_for(lambda: len(listener.messages) >= len(events) - len(old), drive=dispatcher.run_once)
+    assert [m.id for m in listener.messages] == [e for e, _ in events[len(old):]]
+    replayed = await replay(engine, raw(business_id), 0)
+    assert [m.id for m in replayed] == [e for e, _ in events[len(old):]]
 
 
 # ------------------------------------------------------------------ migration 0009

@@ -20,15 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from veix.domain.errors import InvalidInput
-from veix.persistence.tables import outbox, outbox_cursor
-
-# The highest seq the dispatcher has published and committed (0 before the first): the
-# dispatched events are exactly those at or below it (veix.events.dispatcher).
-DISPATCHED_SEQ = func.coalesce(select(outbox_cursor.c.dispatched_seq).scalar_subquery(), 0)
+from veix.persistence.tables import DISPATCHED_SEQ, outbox
 
 CHANNEL_PREFIX = "veix.business."
 PLATFORM_CHANNEL = "veix.platform"

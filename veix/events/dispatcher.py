@@ -85,10 +85,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from veix.events.channels import DISPATCHED_SEQ, EventMessage, channel_of
+from veix.events.channels import EventMessage, channel_of
 from veix.persistence.engine import WRITE
 from veix.persistence.outbox_pg import PgOutbox, connect
-from veix.persistence.tables import outbox, outbox_cursor
+from veix.persistence.tables import DISPATCHED_SEQ, outbox, outbox_cursor
 from veix.persistence.webhooks import fan_out, plan_deliveries
 
 log = logging.getLogger("veix.events.dispatcher")

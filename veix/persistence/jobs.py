@@ -1,4 +1,4 @@
-"""Background jobs: hold expiry, card expiry, risk history pruning and vault key rotation.
+"""Background jobs: hold expiry, card expiry, risk history and outbox pruning, vault key rotation.
 
 Run by ``veix worker`` (every interval) and ``veix jobs run-once`` /
 ``veix vault rotate``. Each item is handled in its own short transaction
@@ -42,10 +42,12 @@ from veix.persistence.engine import WRITE
 from veix.persistence.repositories.authorizations import auth_from_row
 from veix.persistence.repositories.cards import card_from_row
 from veix.persistence.tables import (
+    DISPATCHED_SEQ,
     card_merchants,
     card_risk_days,
     card_risk_minutes,
     card_transactions,
+    outbox,
     users,
     virtual_cards,
 )
@@ -200,6 +202,37 @@ async def _delete_in_batches(engine: AsyncEngine, table: Any, key: tuple[Any, ..
         deleted = int(result.rowcount or 0)
         done += deleted
         if deleted < batch:
+            return done
+
+
+# ------------------------------------------------------------------ outbox
+async def prune_outbox(engine: AsyncEngine, before: datetime, batch: int = DEFAULT_BATCH) -> int:
+    """Delete the outbox's oldest events, those both dispatched (at or below the
+    dispatcher's cursor) and created before ``before`` (the worker passes the
+    replay window: a subscriber resumes at most that far back, and webhook
+    deliveries keep their own copy). Events are taken in ``seq`` order, a page at a
+    time, and only while they are old enough, so each page is a range of the primary
+    key: no scan of the table, whatever its size. (``created_at`` follows ``seq``
+    to within a transaction's length: an event held back by an older neighbour
+    goes a page later.)
+
+    Returns how many events were deleted.
+    """
+    done = 0
+    while True:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**WRITE)
+            async with conn.begin():
+                page = (await conn.execute(
+                    select(outbox.c.seq, outbox.c.created_at).where(outbox.c.seq <= DISPATCHED_SEQ)
+                    .order_by(outbox.c.seq).limit(batch))).all()
+                due = 0
+                while due < len(page) and page[due].created_at < before:
+                    due += 1
+                if due:
+                    await conn.execute(delete(outbox).where(outbox.c.seq.between(page[0].seq, page[due - 1].seq)))
+        done += due
+        if due < batch:
             return done
 
 

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
+    select,
     text,
 )
 
@@ -351,6 +353,8 @@ outbox_cursor = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("id = 1", name="one_row"),
 )
+# The highest seq the dispatcher has published and committed (0 before the first).
+DISPATCHED_SEQ = func.coalesce(select(outbox_cursor.c.dispatched_seq).scalar_subquery(), 0)
 
 audit_log = Table(
     "audit_log", metadata,
