@@ -206,7 +206,8 @@ async def _delete_in_batches(engine: AsyncEngine, table: Any, key: tuple[Any, ..
 
 
 # ------------------------------------------------------------------ outbox
-async def prune_outbox(engine: AsyncEngine, before: datetime, batch: int = DEFAULT_BATCH) -> int:
+async def prune_outbox(engine: AsyncEngine, before: datetime, batch: int = DEFAULT_BATCH,
+                       most: int = 100_000) -> int:
     """Delete the outbox's oldest events, those both dispatched (at or below the
     dispatcher's cursor) and created before ``before`` (the worker passes the
     replay window: a subscriber resumes at most that far back, and webhook
@@ -214,12 +215,13 @@ async def prune_outbox(engine: AsyncEngine, before: datetime, batch: int = DEFAU
     time, and only while they are old enough, so each page is a range of the primary
     key: no scan of the table, whatever its size. (``created_at`` follows ``seq``
     to within a transaction's length: an event held back by an older neighbour
-    goes a page later.)
+    goes a page later.) At most ``most`` events a call (whole pages), so a first run over a
+    large backlog does not hold up the worker's other jobs: the next run goes on.
 
     Returns how many events were deleted.
     """
     done = 0
-    while True:
+    while done < most:
         async with engine.connect() as conn:
             conn = await conn.execution_options(**WRITE)
             async with conn.begin():
@@ -234,6 +236,7 @@ async def prune_outbox(engine: AsyncEngine, before: datetime, batch: int = DEFAU
         done += due
         if due < batch:
             return done
+    return done
 
 
 # ------------------------------------------------------------------ vault rotation
