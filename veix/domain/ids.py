@@ -5,8 +5,9 @@ every index that holds it (``postings.entry_id``, ``outbox.id``): each insert
 dirties a different leaf page, the pages split half full, and once an index
 outgrows the buffer cache nearly every insert reads a page back in. The
 authorization path inserts some eight such ids per decision (transaction, card
-transaction, journal entry, its postings, its events, a fraud alert), so on a
-database that has grown past memory that is most of its reads. A version-7 id
+transaction, journal entry, its postings, its events, a fraud alert): after a
+240 s benchmark run those indexes made a fifth of PostgreSQL's block reads
+(README, Performance, "Long runs"). A version-7 id
 starts with its creation time in milliseconds: new ids land on the rightmost
 leaf, which stays in memory and fills before it splits. The other 74 bits are
 random, so ids stay unguessable and unique across processes without any
