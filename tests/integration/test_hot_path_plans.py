@@ -3,20 +3,27 @@ plan_cache_mode=force_generic_plan: each plan is made at a connection's first
 use, from the tables as they are then. On a fresh database (empty tables) a
 join planned that way hashes whole tables (fast_pg.LateLookups needed its own
 settings for it); a lookup by a unique key stays an index scan. This pins both
-on a database just migrated."""
+on a database just migrated, and the writes statement of a real decision
+(built per decision: it is caught from the one connection of the decisions' pool)."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import TEST_DB_URL
+from tests.integration.conftest import Api
+from tests.integration.network_helpers import THURSDAY_AFTERNOON, Network, NetworkClient, issue_card, new_business
+from veix.app import create_app
+from veix.config import Settings
 from veix.persistence import fast_pg
 from veix.persistence.engine import make_engine
 from veix.persistence.migrate import migrate
@@ -96,3 +103,32 @@ async def test_the_late_lookups_read_by_index_on_a_fresh_database(fresh_database
             assert whole_table_work(await generic_plan(conn, fast_pg._ANSWERED_BEFORE_SQL)) != []
     finally:
         await lookups.close()
+
+
+async def test_a_decisions_writes_statement_writes_by_index_on_a_fresh_database(
+        fresh_database: str, tmp_path: Path) -> None:
+    settings = Settings(database_url=fresh_database, secrets_file=tmp_path / "secrets.json",
+                        run_dispatcher=False, db_pool_size=1).with_secrets()
+    application = create_app(settings, migrate_on_start=False)
+    statements: list[str] = []
+    async with application.router.lifespan_context(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application),
+                                     base_url="http://veix.test") as client, NetworkClient(application) as net:
+            api, network = Api(client), Network(net)
+            biz = await new_business(api, fund="500.00")
+            card = await issue_card(application, biz.id)
+            async with application.state.services.fast_pool.connection() as conn:  # its only connection
+                conn.add_query_logger(lambda record: statements.append(record.query))
+            for amount in ("20.00", "35.50"):  # a first decision on the card, and one with its history
+                assert (await network.authorize(card, amount, at=THURSDAY_AFTERNOON))["approved"]
+    writes = [sql for sql in statements if sql.startswith("WITH ") and "INSERT INTO card_transactions" in sql]
+    assert len(writes) == 2, statements
+    pool = await fast_pg.create_pool(fresh_database, size=1)
+    try:
+        async with pool.connection() as conn:
+            for sql in writes:
+                nodes = await generic_plan(conn, sql)
+                assert ("ModifyTable", "card_transactions") in nodes, nodes
+                assert whole_table_work(nodes) == [], nodes
+    finally:
+        await pool.close()
