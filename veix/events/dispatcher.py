@@ -244,7 +244,7 @@ class OutboxDispatcher:
         deliveries = plan_deliveries(hooked, await db.endpoints(
             e.business_id for e in hooked if e.business_id is not None), now) \
             if hooked else []
-        await db.mark([e.seq for e in events], deliveries, now)
+        await db.mark(events[-1].seq, deliveries, now)
         self._drained = len(events) < self.batch
         return len(events)
 

@@ -177,11 +177,10 @@ class PgOutbox:
         return [_Endpoint(r["id"], r["business_id"],
                           None if r["event_types"] is None else json.loads(r["event_types"])) for r in rows]
 
-    async def mark(self, seqs: Sequence[int], deliveries: Sequence[dict[str, Any]], now: datetime) -> None:
-        """Mark the events dispatched and queue their deliveries (one statement, so both or
-        neither), then release the publishing lock ``batch`` took. ``seqs`` are the batch's,
-        in order: the cursor moves to the last."""
-        last = seqs[-1]
+    async def mark(self, last: int, deliveries: Sequence[dict[str, Any]], now: datetime) -> None:
+        """Mark the events dispatched, every one up to ``last`` (the batch's last seq: the cursor
+        moves there), and queue their deliveries (one statement, so both or neither), then
+        release the publishing lock ``batch`` took."""
         if not deliveries:
             await self.conn.execute(_MARK, now, last)
         else:
